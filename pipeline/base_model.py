@@ -1,5 +1,6 @@
 """Stage `base_model`: fetch the base LM and save it as a plain transformers checkpoint.
 
+\b
     dvc repro base_model
     python pipeline/base_model.py --out models/base --metrics metrics/base_model.json
 

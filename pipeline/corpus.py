@@ -1,5 +1,6 @@
 """Stage `corpus`: unlabelled human-written text -> filtered, deduplicated segments in Parquet shards.
 
+\b
     dvc repro corpus
     python pipeline/corpus.py --out data/corpus --metrics metrics/corpus.json
 

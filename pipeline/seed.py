@@ -1,5 +1,6 @@
 """Stage `seed`: the human-written seed pairs, split into train and held-out Parquet files.
 
+\b
     dvc repro seed
     python pipeline/seed.py --tokenizer models/base --out data/seed --metrics metrics/seed.json
 

@@ -1,0 +1,69 @@
+import pytest
+
+from humpback.config import ConfigError, load_config, parse_config
+
+
+def _error(data) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    return str(info.value)
+
+
+def test_defaults_are_valid():
+    cfg = parse_config({})
+    assert cfg.corpus.min_chars == 600 and cfg.corpus.max_chars == 3000  # the paper's window
+    assert cfg.model.trust_remote_code is False
+
+
+def test_unknown_key_names_key_and_allowed_keys():
+    msg = _error({"corpus": {"min_char": 10}})
+    assert "unknown key 'corpus.min_char'" in msg
+    assert "min_chars" in msg and "max_chars" in msg
+
+
+def test_unknown_key_inside_a_source_uses_the_source_fields():
+    msg = _error({"corpus": {"sources": [{"type": "files", "path": "x", "colum": "t"}]}})
+    assert "corpus.sources[0].colum" in msg
+    assert "text_column" in msg
+
+
+def test_wrong_type_and_impossible_values_are_named():
+    msg = _error({"seed": {"heldout": "many"}, "corpus": {"shard_size": -3, "dedup": {"threshold": 7}}})
+    assert "'seed.heldout'" in msg and "'many'" in msg
+    assert "'corpus.shard_size'" in msg and "greater than 0" in msg
+    assert "'corpus.dedup.threshold'" in msg and "less than or equal to 1" in msg
+
+
+def test_choice_lists_allowed_values():
+    msg = _error({"model": {"source": "hub"}})
+    assert "'model.source'" in msg and "'gguf_package' or 'pretrained'" in msg
+
+
+def test_cross_field_check():
+    assert "min_chars (4000) must not exceed max_chars (3000)" in _error({"corpus": {"min_chars": 4000}})
+
+
+def test_unknown_source_type():
+    assert "'python_packages', 'files', 'hub'" in _error({"corpus": {"sources": [{"type": "web"}]}})
+
+
+def test_load_config_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(bad)
+
+
+def test_repo_params_and_profiles_are_valid():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = [root / "params.yaml", *sorted((root / "pipeline" / "profiles").glob("*.yaml"))]
+    assert len(files) >= 3
+    for f in files:
+        load_config(f)  # raises on any problem

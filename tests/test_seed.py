@@ -1,0 +1,93 @@
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from humpback.config import SeedConfig
+from humpback.data.seed import (
+    SeedDataError,
+    _flatten_trees,
+    load_seed,
+    oasst_first_turn_pairs,
+    select_pairs,
+    split_heldout,
+)
+
+FIXTURE = Path(__file__).parent / "fixtures" / "oasst_trees.jsonl"
+DEMO = Path(__file__).resolve().parents[1] / "data" / "demo" / "seed.jsonl"
+
+
+def _messages():
+    return [json.loads(line) for line in FIXTURE.read_text().splitlines()]
+
+
+def test_oasst_rule_first_turn_english_rank0():
+    pairs = oasst_first_turn_pairs(_messages())
+    got = {(p["instruction"], p["response"]) for p in pairs}
+    assert got == {
+        ("How do I boil an egg?", "Put the egg in boiling water for eight minutes, then cool it in cold water."),
+        ("Suggest a name for a grey cat.", "How about Ash, Smokey or Pebble?"),
+    }  # not: German (t2), no rank-0 reply (t3), deleted rank-0 reply (t4), the second turn of t1
+
+
+def test_flat_and_tree_formats_agree():
+    flat = list(_flatten_trees(_messages()))
+    assert {m["message_id"] for m in flat} >= {"p1", "a1", "p1b", "a1b"}
+    assert oasst_first_turn_pairs(flat) == oasst_first_turn_pairs(_messages())
+
+
+def test_selection_is_seeded_and_independent_of_input_order():
+    pairs = [{"instruction": f"q{i}", "response": "r", "message_id": f"m{i}"} for i in range(50)]
+    a = select_pairs(pairs, 10, seed=0)
+    assert a == select_pairs(list(reversed(pairs)), 10, seed=0)
+    assert a != select_pairs(pairs, 10, seed=1)
+    assert len(a) == 10
+
+
+def test_load_seed_oasst_from_local_gz(tmp_path):
+    gz = tmp_path / "trees.jsonl.gz"
+    gz.write_bytes(gzip.compress(FIXTURE.read_bytes()))
+    pairs = load_seed(SeedConfig(source="oasst", path=str(gz), max_pairs=1))
+    assert len(pairs) == 1 and pairs[0]["source"] == "oasst" and len(pairs[0]["id"]) == 16
+
+
+def test_demo_seed_is_large_and_clean():
+    pairs = load_seed(SeedConfig(path=str(DEMO)))
+    assert len(pairs) >= 150
+    assert len({p["instruction"] for p in pairs}) == len(pairs)
+    train, held = split_heldout(pairs, 16, seed=0)
+    assert len(held) == 16 and len(train) == len(pairs) - 16
+    assert not {p["id"] for p in train} & {p["id"] for p in held}
+
+
+def test_custom_columns_and_parquet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "pairs.parquet"
+    pq.write_table(pa.table({"prompt": ["a?", "b?"], "answer": ["A.", "B."]}), path)
+    pairs = load_seed(SeedConfig(path=str(path), instruction_column="prompt", response_column="answer"))
+    assert [(p["instruction"], p["response"]) for p in pairs] == [("a?", "A."), ("b?", "B.")]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"instruction": "hi"}\n', r"pairs.jsonl:1: missing or non-text column\(s\) \['response'\]"),
+        ('{"instruction": "hi", "response": "yo"}\n{broken\n', r"pairs.jsonl:2: not valid JSON"),
+        ('{"instruction": " ", "response": "yo"}\n', r"pairs.jsonl:1: empty instruction"),
+        ("\n", r"no seed pairs found"),
+    ],
+)
+def test_bad_seed_files_name_file_and_row(tmp_path, content, message):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(content)
+    with pytest.raises(SeedDataError, match=message):
+        load_seed(SeedConfig(path=str(path)))
+
+
+def test_heldout_must_leave_training_data():
+    with pytest.raises(SeedDataError, match="seed.heldout"):
+        split_heldout([{"id": "x"}] * 3, 3, seed=0)
