@@ -41,7 +41,7 @@ install-test: $(VENV)/.installed-test
 
 demo: install
 	dvc repro
-	dvc metrics show
+	humpback metrics
 
 test: install-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -94,5 +94,39 @@ def segment_cmd(path: str, fmt: str, params_path: str, show_text: bool) -> None:
     click.echo(f"{kept} segment(s) kept")
 
 
+def _flatten(obj, prefix: str = "") -> list[tuple[str, object]]:
+    if isinstance(obj, dict):
+        return [kv for k, v in obj.items() for kv in _flatten(v, f"{prefix}.{k}" if prefix else str(k))]
+    return [(prefix, obj)]
+
+
+@main.command("metrics")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@click.option("--match", default="", help="Only keys containing this text.")
+def metrics_cmd(paths: tuple[str, ...], match: str) -> None:
+    """Print metrics files one key per line (easier to read than a wide `dvc metrics show`).
+
+    \b
+    Example:
+      humpback metrics                      # every metrics/*.json
+      humpback metrics metrics/corpus.json
+      humpback metrics --match response_chars
+    """
+    import json
+
+    files = [Path(p) for p in paths] or sorted(Path("metrics").glob("**/*.json"))
+    if not files:
+        raise click.ClickException("no metrics files found (run `dvc repro` first)")
+    for f in files:
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise click.ClickException(f"{f}: not valid JSON ({exc.msg})") from None
+        click.echo(click.style(str(f), bold=True))
+        for key, value in _flatten(data):
+            if match in key:
+                click.echo(f"  {key:<44} {value}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
