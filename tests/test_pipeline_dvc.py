@@ -45,7 +45,7 @@ def repo(tmp_path_factory):
 
 def test_repro_builds_every_stage(repo):
     dest, _, log = repo
-    for stage in ("base_model", "seed", "corpus"):
+    for stage in ("base_model", "seed", "corpus", "train_backward", "augment", "train_m0"):
         assert f"Running stage '{stage}'" in log
     from transformers import AutoModelForCausalLM
 
@@ -66,8 +66,40 @@ def test_repro_builds_every_stage(repo):
     manifest = json.loads((dest / "data/corpus/manifest.json").read_text())
     assert all("==" in p["package"] for p in manifest["python_packages"])
 
+    cands = sorted((dest / "data/candidates").glob("*.parquet"))
+    assert [c.name[: len("part-00000")] for c in cands] == [s.name[: len("part-00000")] for s in shards]
+    augment = json.loads((dest / "metrics/augment.json").read_text())
+    assert augment["segments"] == 24 and augment["candidates"] + augment["empty_generations"] == 24
+    for name in ("backward", "m0"):
+        assert AutoModelForCausalLM.from_pretrained(dest / "models" / name).config.num_hidden_layers == 2
+        assert json.loads((dest / f"metrics/train/{name}.json").read_text())["steps"] == 1
+
     lock = yaml.safe_load((dest / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"base_model", "seed", "corpus"}
+    assert set(lock["stages"]) == {"base_model", "seed", "corpus", "train_backward", "augment", "train_m0"}
+
+
+def test_mlflow_has_one_run_per_trained_model_with_lineage(repo):
+    import mlflow
+
+    dest, _, _ = repo
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{dest / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("humpback")
+    assert exp.artifact_location.startswith((dest / "mlartifacts").as_uri())
+    runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
+    assert set(runs) == {"train backward", "train m0"}
+    lock = yaml.safe_load((dest / "dvc.lock").read_text())
+    base_md5 = next(o["md5"] for o in lock["stages"]["base_model"]["outs"] if o["path"] == "models/base")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=dest, capture_output=True, text=True).stdout.strip()
+    for name, run in runs.items():
+        role = "backward" if "backward" in name else "forward"
+        assert run.info.status == "FINISHED"
+        tags = run.data.tags
+        assert tags["humpback.role"] == role and tags["dvc.stage"] == ("train_backward" if role == "backward" else "train_m0")
+        assert tags["dvc.input.models/base"] == base_md5 and tags["git.commit"] == head
+        assert run.data.params["learning_rate"] == str(float(yaml.safe_load((dest / "params.yaml").read_text())["train"]["learning_rate"]))
+        assert run.data.params["weight_decay"] == "0.1"
+        assert run.data.metrics["humpback.seed_pairs"] > 0 and run.data.metrics["humpback.completion_tokens"] > 0
+        assert len(client.get_metric_history(run.info.run_id, "loss")) == 1  # one logged step in the smoke profile
 
 
 def test_repro_again_does_nothing_and_a_param_change_reruns_only_its_stage(repo):
@@ -84,9 +116,18 @@ def test_repro_again_does_nothing_and_a_param_change_reruns_only_its_stage(repo)
     params["corpus"]["max_segments"] = 12
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     log = _run([str(BIN / "dvc"), "repro"], dest, env)
-    assert "Running stage 'corpus'" in log
-    assert "Running stage 'base_model'" not in log and "Running stage 'seed'" not in log
+    assert "Running stage 'corpus'" in log and "Running stage 'augment'" in log
+    for stage in ("base_model", "seed", "train_backward", "train_m0"):
+        assert f"Running stage '{stage}'" not in log
     assert json.loads((dest / "metrics/corpus.json").read_text())["segments"]["kept"] == 12
+    # the first 12 segments are the same, so the first shards' candidates are reused, not regenerated
+    shards = json.loads((dest / "metrics/augment.json").read_text())["shards"]
+    assert shards["total"] == 2 and shards["reused"] == 1 and shards["generated"] == 1
+
+    params["augment"]["generation"]["max_new_tokens"] = 4
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    log = _run([str(BIN / "dvc"), "repro"], dest, env)
+    assert "Running stage 'augment'" in log and "Running stage 'train_m0'" not in log
 
 
 def test_bad_params_fail_before_any_work(repo):

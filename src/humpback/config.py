@@ -167,11 +167,84 @@ class CorpusConfig(_Section):
         return self
 
 
+# --------------------------------------------------------------------------------------- prompts
+class PromptsConfig(_Section):
+    # null = the packaged template (src/humpback/prompts/backward.txt); else a file with {response}
+    backward: str | None = None
+    # The paper's tags (§2.3): appended to seed examples and to augmented examples respectively.
+    seed_tag: str = "Answer in the style of an AI Assistant."
+    web_tag: str = "Answer with knowledge from web search."
+    # user_suffix: the tag follows the instruction after a blank line (the paper "appends a sentence");
+    # system: the tag is the system message (replacing the chat template's default one).
+    tag_placement: Literal["user_suffix", "system"] = "user_suffix"
+
+
+# -------------------------------------------------------------------------------------- training
+class LoraSpec(_Section):
+    r: PositiveInt = 16
+    alpha: PositiveInt = 32
+    dropout: Fraction = 0.05
+    target_modules: str | list[str] = "all-linear"
+
+
+class TrainConfig(_Section):
+    """One recipe for every model (M_yx, M0, M1..Mn); defaults are the paper's (§3.1)."""
+
+    method: Literal["full", "lora"] = "full"
+    learning_rate: Annotated[float, Field(gt=0)] = 1e-5
+    final_learning_rate: Annotated[float, Field(ge=0)] = 9e-6  # linear decay to this value
+    weight_decay: Annotated[float, Field(ge=0)] = 0.1
+    dropout: Fraction = 0.1
+    batch_size: PositiveInt = 32
+    small_data_batch_size: PositiveInt = 8  # the paper: 8 when fine-tuning on fewer than 3,000 examples
+    small_data_threshold: NonNegInt = 3000
+    micro_batch_size: PositiveInt = 8  # per forward pass; the rest is gradient accumulation
+    epochs: Annotated[float, Field(gt=0)] = 1.0
+    max_steps: PositiveInt | None = None  # overrides epochs
+    max_length: PositiveInt = 1024  # tokens per example, longer ones are truncated
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    save_dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
+    seed: int = 0
+    logging_steps: PositiveInt = 1
+    lora: LoraSpec = LoraSpec()
+
+    @model_validator(mode="after")
+    def _decay(self) -> "TrainConfig":
+        if self.final_learning_rate > self.learning_rate:
+            raise ValueError("final_learning_rate must not exceed learning_rate (the schedule decays)")
+        return self
+
+
+# ---------------------------------------------------------------------------------------- augment
+class GenerationConfig(_Section):
+    engine: Literal["hf"] = "hf"
+    temperature: Annotated[float, Field(ge=0)] = 0.7  # the paper: nucleus sampling T=0.7, p=0.9
+    top_p: Annotated[float, Field(gt=0, le=1)] = 0.9
+    max_new_tokens: PositiveInt = 128
+    seed: int = 0
+    batch_size: PositiveInt = 8
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    max_input_tokens: PositiveInt = 2048  # longer prompts are truncated from the left of the text
+
+
+class AugmentConfig(_Section):
+    generation: GenerationConfig = GenerationConfig()
+    max_instruction_chars: PositiveInt = 2000  # longer generations are cut (and counted)
+
+
+class MlflowConfig(_Section):
+    experiment: str = "humpback"
+
+
 # ------------------------------------------------------------------------------------------ root
 class Config(_Section):
     model: ModelConfig = ModelConfig()
     seed: SeedConfig = SeedConfig()
     corpus: CorpusConfig = CorpusConfig()
+    prompts: PromptsConfig = PromptsConfig()
+    train: TrainConfig = TrainConfig()
+    augment: AugmentConfig = AugmentConfig()
+    mlflow: MlflowConfig = MlflowConfig()
 
 
 def _union_members(annotation: Any) -> list[type[BaseModel]]:

@@ -1,0 +1,58 @@
+"""Stage `augment`: self-augmentation, one generated instruction per corpus segment (paper §2.2).
+
+\b
+    dvc repro augment
+    python pipeline/augment.py --model models/backward --corpus data/corpus --out data/candidates
+
+Reads `augment.*` and `prompts.backward`. Nucleus sampling (T=0.7, p=0.9 by default) with the
+backward model M_yx, prompted exactly as it was trained. Incremental per corpus shard: only shards
+whose corpus bytes, model, sampling settings or prompt changed are generated again, stale ones are
+removed, and a killed run picks up where it stopped (the output is a DVC `persist` folder).
+Writes data/candidates/*.parquet (segment columns + instruction + backward model digest +
+sampling settings) and metrics/augment.json.
+"""
+
+import logging
+
+import click
+
+from _common import load_params, params_option
+from humpback import tracking
+from humpback.augment import augment
+from humpback.io import write_json
+from humpback.models.generation import make_engine
+from humpback.prompts import read_template
+
+log = logging.getLogger("humpback.augment")
+
+
+@click.command(help=__doc__)
+@params_option
+@click.option("--model", default="models/backward", show_default=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--corpus", default="data/corpus", show_default=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", default="data/candidates", show_default=True, type=click.Path(file_okay=False))
+@click.option("--metrics", "metrics_path", default="metrics/augment.json", show_default=True)
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar (segments/s).")
+def main(params_path, model, corpus, out, metrics_path, progress):
+    cfg = load_params(params_path)
+    g = cfg.augment.generation
+    template = read_template("backward", cfg.prompts.backward)
+    digest = tracking.dir_digest(model)
+    report = augment(
+        corpus, out,
+        lambda: make_engine(g.engine, model, batch_size=g.batch_size, precision=g.precision,
+                            max_input_tokens=g.max_input_tokens),
+        cfg.augment, template, digest, progress=progress,
+    )
+    metrics = report.metrics()
+    write_json(metrics_path, metrics)
+    if report.empty:
+        log.warning("%d segments got an empty instruction and were left out", report.empty)
+    log.info("augment: %d candidates from %d segments; %d shards generated, %d reused, %d stale removed%s",
+             report.candidates, report.segments, report.shards_generated, report.shards_reused,
+             report.files_removed,
+             f"; {metrics['throughput_segments_per_s']:.2f} segments/s" if report.generation_seconds else "")
+
+
+if __name__ == "__main__":
+    main()

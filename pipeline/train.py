@@ -1,0 +1,81 @@
+"""Stages `train_backward`, `train_m0` (and `train@i` later): fine-tune the base model.
+
+\b
+    dvc repro train_backward train_m0
+    python pipeline/train.py --role backward --name backward --out models/backward
+    python pipeline/train.py --role forward --name m0 --out models/m0
+    python pipeline/train.py --role forward --name m1 --curated data/curated/iter1 --out models/m1
+
+Reads `train.*` and `prompts.*`. The backward model M_yx learns instruction-from-response on the
+seed pairs; forward models learn response-from-instruction on the seed pairs (tagged with
+`prompts.seed_tag`) plus any curated pairs (tagged with `prompts.web_tag`). Every model starts from
+the base model. One MLflow run per model: training params, loss curve, token counts, data sizes,
+role, git commit and the DVC hashes of the inputs.
+On a GPU box the same script runs under `accelerate launch pipeline/train.py ...`.
+"""
+
+import logging
+import time
+
+import click
+import mlflow
+import pyarrow.parquet as pq
+
+from _common import load_params, params_option
+from humpback import tracking
+from humpback.data.shards import read_table
+from humpback.io import write_json
+from humpback.models.training import backward_examples, forward_examples, train
+from humpback.prompts import read_template
+
+log = logging.getLogger("humpback.train")
+
+
+@click.command(help=__doc__)
+@params_option
+@click.option("--role", type=click.Choice(["backward", "forward"]), required=True)
+@click.option("--name", required=True, help="Model name: backward, m0, m1, ... (MLflow run name).")
+@click.option("--base", default="models/base", show_default=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--seed-data", default="data/seed", show_default=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--curated", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Curated (instruction, response) shards to add, tagged as web data (forward only).")
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--metrics", "metrics_path", default=None, help="Default: metrics/train/<name>.json")
+def main(params_path, role, name, base, seed_data, curated, out, metrics_path):
+    cfg = load_params(params_path)
+    seed = pq.read_table(f"{seed_data}/train.parquet", columns=["instruction", "response"]).to_pylist()
+    curated_pairs = read_table(curated, ["instruction", "response"]).to_pylist() if curated else []
+    if role == "backward":
+        if curated:
+            raise click.UsageError("--curated is for forward models")
+        examples = backward_examples(seed, read_template("backward", cfg.prompts.backward))
+    else:
+        examples = (forward_examples(seed, cfg.prompts.seed_tag, cfg.prompts)
+                    + forward_examples(curated_pairs, cfg.prompts.web_tag, cfg.prompts))
+    inputs = [base, seed_data] + ([curated] if curated else [])
+    tags = {**tracking.base_tags(inputs), "humpback.role": role, "humpback.model": name}
+    start = time.perf_counter()
+    with tracking.stage_run(cfg.mlflow.experiment, f"train {name}", tags):
+        mlflow.log_params({"humpback.method": cfg.train.method, "humpback.seed_pairs": len(seed),
+                           "humpback.curated_pairs": len(curated_pairs),
+                           "humpback.tag_placement": cfg.prompts.tag_placement,
+                           "humpback.final_learning_rate": cfg.train.final_learning_rate,
+                           "humpback.dropout": cfg.train.dropout})
+        result = train(base, examples, cfg.train, out, report_to_mlflow=True)
+        summary = {
+            "examples": result.examples, "seed_pairs": len(seed), "curated_pairs": len(curated_pairs),
+            "steps": result.steps, "batch_size": result.batch_size,
+            "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+            "final_loss": round(result.final_loss, 4), "precision": result.precision,
+        }
+        mlflow.log_metrics({f"humpback.{k}": v for k, v in summary.items() if isinstance(v, (int, float))})
+        mlflow.set_tag("humpback.output", out)
+        mlflow.set_tag("humpback.output_digest", tracking.dir_digest(out))
+    write_json(metrics_path or f"metrics/train/{name}.json", summary)
+    log.info("trained %s: %d examples, %d steps of %d, final loss %.3f (%s) in %.0fs -> %s", name,
+             result.examples, result.steps, result.batch_size, result.final_loss, result.precision,
+             time.perf_counter() - start, out)
+
+
+if __name__ == "__main__":
+    main()

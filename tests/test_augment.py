@@ -1,0 +1,122 @@
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from humpback.augment import CANDIDATE_SCHEMA, augment, clean_instruction
+from humpback.config import AugmentConfig
+from humpback.data.shards import SEGMENT_SCHEMA, ShardWriter, shard_files
+from humpback.data.dedup import content_id
+from humpback.models.generation import HFEngine
+from humpback.prompts import read_template
+
+from _texts import TEXTS
+
+CFG = AugmentConfig(generation={"max_new_tokens": 6, "batch_size": 4, "precision": "fp32"})
+TEMPLATE = read_template("backward")
+
+
+def _corpus(path, texts):
+    with ShardWriter(path, SEGMENT_SCHEMA, shard_size=2) as w:
+        for i, text in enumerate(texts):
+            w.add({"id": content_id(text), "text": text, "source": "files", "url": f"doc{i}", "header": f"H{i}",
+                   "n_chars": len(text)})
+
+
+class CountingEngine(HFEngine):
+    """The real engine, counting calls; ``fail_on`` makes one call crash (a killed stage)."""
+
+    def __init__(self, *args, fail_on=None, blank=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls, self.fail_on, self.blank = 0, fail_on, blank
+
+    def generate(self, conversations, sampling, on_batch=None):
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise RuntimeError("killed")
+        out = super().generate(conversations, sampling, on_batch)
+        return ["  " if self.blank and i % 2 else o for i, o in enumerate(out)]
+
+
+def _snapshot(d):
+    return {p.name: p.read_bytes() for p in shard_files(d)}
+
+
+@pytest.fixture()
+def corpus(tmp_path):
+    texts = [t + f" (variant {i})" for i, t in enumerate(TEXTS.values())]  # 5 segments -> 3 shards
+    _corpus(tmp_path / "corpus", texts)
+    return tmp_path / "corpus"
+
+
+def _run(corpus, out, engine_box, tiny_model_dir, cfg=CFG, **engine_kwargs):
+    def factory():
+        engine_box.append(CountingEngine(tiny_model_dir, batch_size=4, precision="fp32", **engine_kwargs))
+        return engine_box[-1]
+
+    return augment(corpus, out, factory, cfg, TEMPLATE, "model-digest", progress=False)
+
+
+def test_one_instruction_per_segment_with_schema(corpus, tmp_path, tiny_model_dir):
+    report = _run(corpus, tmp_path / "out", [], tiny_model_dir)
+    table = pa.concat_tables(pq.read_table(p) for p in shard_files(tmp_path / "out"))
+    assert table.schema.remove_metadata().equals(CANDIDATE_SCHEMA)
+    assert table.num_rows == report.candidates == report.segments == 5
+    corpus_ids = pa.concat_tables(pq.read_table(p) for p in shard_files(corpus))["id"].to_pylist()
+    assert table["id"].to_pylist() == corpus_ids
+    assert set(table["backward_model"].to_pylist()) == {"model-digest"}
+    assert all(t.strip() for t in table["instruction"].to_pylist())
+
+
+def test_rerun_reuses_everything_and_adding_a_shard_generates_only_it(corpus, tmp_path, tiny_model_dir):
+    out = tmp_path / "out"
+    _run(corpus, out, [], tiny_model_dir)
+    first = _snapshot(out)
+    box = []
+    report = _run(corpus, out, box, tiny_model_dir)
+    assert box == [] and report.shards_reused == 3 and _snapshot(out) == first  # engine never even loaded
+
+    extra = TEXTS["tea"] + " A new document."
+    with ShardWriter(tmp_path / "extra", SEGMENT_SCHEMA, 2) as w:
+        w.add({"id": content_id(extra), "text": extra, "source": "files", "url": "new", "header": "New", "n_chars": len(extra)})
+    new_shard = shard_files(tmp_path / "extra")[0]
+    new_shard.rename(corpus / new_shard.name.replace("part-00000", "part-00003"))
+    report = _run(corpus, out, box, tiny_model_dir)
+    assert (report.shards_generated, report.shards_reused) == (1, 3) and box[-1].calls == 1
+    assert {k: v for k, v in _snapshot(out).items() if k in first} == first
+
+
+def test_crash_then_resume_equals_a_from_scratch_run(corpus, tmp_path, tiny_model_dir):
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="killed"):
+        _run(corpus, out, [], tiny_model_dir, fail_on=2)  # dies while generating the second shard
+    assert len(shard_files(out)) == 1  # the finished shard survives, nothing half-written
+    report = _run(corpus, out, [], tiny_model_dir)
+    assert (report.shards_generated, report.shards_reused) == (2, 1)
+    _run(corpus, tmp_path / "scratch", [], tiny_model_dir)
+    assert _snapshot(out) == _snapshot(tmp_path / "scratch")  # no row lost or duplicated
+
+
+def test_stale_shards_and_changed_settings_are_replaced(corpus, tmp_path, tiny_model_dir):
+    out = tmp_path / "out"
+    _run(corpus, out, [], tiny_model_dir)
+    (out / ".part-x.parquet.tmp-1").write_bytes(b"partial")  # left by a crash
+    shard_files(corpus)[-1].unlink()  # a corpus shard disappears
+    report = _run(corpus, out, [], tiny_model_dir)
+    assert report.files_removed == 2 and len(shard_files(out)) == 2 and report.shards_generated == 0
+
+    shorter = AugmentConfig(generation={"max_new_tokens": 4, "batch_size": 4, "precision": "fp32"})
+    report = _run(corpus, out, [], tiny_model_dir, cfg=shorter)  # a new sampling setting changes every key
+    assert report.shards_generated == 2 and report.files_removed == 2
+    assert set(pq.read_table(shard_files(out)[0])["gen_max_new_tokens"].to_pylist()) == {4}
+
+
+def test_empty_generations_are_left_out_and_counted(corpus, tmp_path, tiny_model_dir):
+    report = _run(corpus, tmp_path / "out", [], tiny_model_dir, blank=True)
+    assert report.empty == 2 and report.candidates == 3 and report.segments == 5
+    assert report.metrics()["empty_generations"] == 2
+
+
+def test_clean_instruction():
+    assert clean_instruction('  "Explain tides."\n', 100) == ("Explain tides.", False)
+    assert clean_instruction("x" * 10, 4) == ("xxxx", True)
+    assert clean_instruction("   ", 10) == ("", False)
