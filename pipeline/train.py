@@ -39,9 +39,10 @@ log = logging.getLogger("humpback.train")
 @click.option("--seed-data", default="data/seed", show_default=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--curated", default=None, type=click.Path(exists=True, file_okay=False),
               help="Curated (instruction, response) shards to add, tagged as web data (forward only).")
+@click.option("--curator", default=None, help="Name of the model that curated --curated (MLflow lineage).")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--metrics", "metrics_path", default=None, help="Default: metrics/train/<name>.json")
-def main(params_path, role, name, base, seed_data, curated, out, metrics_path):
+def main(params_path, role, name, base, seed_data, curated, curator, out, metrics_path):
     cfg = load_params(params_path)
     seed = pq.read_table(f"{seed_data}/train.parquet", columns=["instruction", "response"]).to_pylist()
     curated_pairs = read_table(curated, ["instruction", "response"]).to_pylist() if curated else []
@@ -54,6 +55,8 @@ def main(params_path, role, name, base, seed_data, curated, out, metrics_path):
                     + forward_examples(curated_pairs, cfg.prompts.web_tag, cfg.prompts))
     inputs = [base, seed_data] + ([curated] if curated else [])
     tags = {**tracking.base_tags(inputs), "humpback.role": role, "humpback.model": name}
+    if curated:
+        tags.update({"humpback.curator": curator or "unknown", "humpback.curated_data": curated})
     start = time.perf_counter()
     with tracking.stage_run(cfg.mlflow.experiment, f"train {name}", tags):
         mlflow.log_params({"humpback.method": cfg.train.method, "humpback.seed_pairs": len(seed),
@@ -61,6 +64,11 @@ def main(params_path, role, name, base, seed_data, curated, out, metrics_path):
                            "humpback.tag_placement": cfg.prompts.tag_placement,
                            "humpback.final_learning_rate": cfg.train.final_learning_rate,
                            "humpback.dropout": cfg.train.dropout})
+        if curated:
+            mlflow.log_params({"humpback.curate_threshold": cfg.curate.threshold,
+                               "humpback.curate_scorer": cfg.curate.scorer, "humpback.curator": curator})
+            if not curated_pairs:
+                log.warning("%s: the curated set is empty; training on the seed data alone", curated)
         result = train(base, examples, cfg.train, out, report_to_mlflow=True)
         summary = {
             "examples": result.examples, "seed_pairs": len(seed), "curated_pairs": len(curated_pairs),

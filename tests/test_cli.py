@@ -39,3 +39,12 @@ def test_metrics_prints_flat_keys(tmp_path):
     result = CliRunner().invoke(main, ["metrics", str(m), "--match", "dropped"])
     assert result.exit_code == 0
     assert "segments.dropped.too_short" in result.output and "segments.kept" not in result.output
+
+
+def test_stage_scripts_do_not_shadow_the_standard_library():
+    """pipeline/ is sys.path[0] for its scripts: a pipeline/select.py broke `import subprocess`."""
+    import sys
+    from pathlib import Path
+
+    scripts = [p.stem for p in (Path(__file__).resolve().parents[1] / "pipeline").glob("*.py")]
+    assert scripts and not set(scripts) & set(sys.stdlib_module_names)

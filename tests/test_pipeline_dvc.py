@@ -12,6 +12,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+ALL_STAGES = ("base_model", "seed", "corpus", "train_backward", "augment", "train_m0",
+              "score@1", "select@1", "train@1", "score@2", "select@2", "train@2")
 BIN = Path(sys.executable).parent
 
 
@@ -45,7 +47,7 @@ def repo(tmp_path_factory):
 
 def test_repro_builds_every_stage(repo):
     dest, _, log = repo
-    for stage in ("base_model", "seed", "corpus", "train_backward", "augment", "train_m0"):
+    for stage in ALL_STAGES:
         assert f"Running stage '{stage}'" in log
     from transformers import AutoModelForCausalLM
 
@@ -74,8 +76,20 @@ def test_repro_builds_every_stage(repo):
         assert AutoModelForCausalLM.from_pretrained(dest / "models" / name).config.num_hidden_layers == 2
         assert json.loads((dest / f"metrics/train/{name}.json").read_text())["steps"] == 1
 
+    for i in (1, 2):
+        scores = json.loads((dest / f"metrics/score/iter{i}.json").read_text())
+        curated = json.loads((dest / f"metrics/curate/iter{i}.json").read_text())
+        assert scores["pairs"] == augment["candidates"] == curated["pairs"]
+        assert sum(curated["scores"].values()) + curated["unparseable"] == curated["pairs"]
+        assert pq.read_table(dest / f"data/curated/iter{i}/curated.parquet").num_rows == curated["kept"]
+        assert json.loads((dest / f"metrics/train/m{i}.json").read_text())["curated_pairs"] == curated["kept"]
+        assert (dest / f"metrics/curate/iter{i}_scores.csv").read_text().startswith("score,count")
+
     lock = yaml.safe_load((dest / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"base_model", "seed", "corpus", "train_backward", "augment", "train_m0"}
+    assert set(lock["stages"]) == set(ALL_STAGES)
+    # iteration 2 is curated by M1, which trained on iteration 1's selection
+    assert any(d["path"] == "models/m1" for d in lock["stages"]["score@2"]["deps"])
+    assert any(d["path"] == "data/curated/iter1" for d in lock["stages"]["train@1"]["deps"])
 
 
 def test_mlflow_has_one_run_per_trained_model_with_lineage(repo):
@@ -86,20 +100,25 @@ def test_mlflow_has_one_run_per_trained_model_with_lineage(repo):
     exp = client.get_experiment_by_name("humpback")
     assert exp.artifact_location.startswith((dest / "mlartifacts").as_uri())
     runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
-    assert set(runs) == {"train backward", "train m0"}
+    assert set(runs) == {"train backward", "train m0", "train m1", "train m2"}
     lock = yaml.safe_load((dest / "dvc.lock").read_text())
     base_md5 = next(o["md5"] for o in lock["stages"]["base_model"]["outs"] if o["path"] == "models/base")
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=dest, capture_output=True, text=True).stdout.strip()
+    stage_of = {"train backward": "train_backward", "train m0": "train_m0", "train m1": "train@1", "train m2": "train@2"}
     for name, run in runs.items():
         role = "backward" if "backward" in name else "forward"
         assert run.info.status == "FINISHED"
         tags = run.data.tags
-        assert tags["humpback.role"] == role and tags["dvc.stage"] == ("train_backward" if role == "backward" else "train_m0")
+        assert tags["humpback.role"] == role and tags["dvc.stage"] == stage_of[name]
         assert tags["dvc.input.models/base"] == base_md5 and tags["git.commit"] == head
         assert run.data.params["learning_rate"] == str(float(yaml.safe_load((dest / "params.yaml").read_text())["train"]["learning_rate"]))
         assert run.data.params["weight_decay"] == "0.1"
         assert run.data.metrics["humpback.seed_pairs"] > 0 and run.data.metrics["humpback.completion_tokens"] > 0
         assert len(client.get_metric_history(run.info.run_id, "loss")) == 1  # one logged step in the smoke profile
+    m2 = runs["train m2"]
+    assert m2.data.tags["humpback.curator"] == "m1" and m2.data.params["humpback.curate_threshold"] == "3.0"
+    assert m2.data.tags["dvc.input.data/curated/iter2"] == next(
+        o["md5"] for o in lock["stages"]["select@2"]["outs"] if o["path"] == "data/curated/iter2")
 
 
 def test_repro_again_does_nothing_and_a_param_change_reruns_only_its_stage(repo):
@@ -139,3 +158,24 @@ def test_bad_params_fail_before_any_work(repo):
     assert proc.returncode == 2
     assert "'corpus.min_chars': Input should be greater than 0" in proc.stderr
     assert not (dest / "x").exists()
+
+
+def test_dag_shape(repo):
+    dest, env, _ = repo
+    listed = _run([str(BIN / "dvc"), "stage", "list", "--name-only"], dest, env).split()
+    assert listed == list(ALL_STAGES[:6]) + ["score@1", "score@2", "select@1", "select@2", "train@1", "train@2"]
+
+
+def test_threshold_sweep_reruns_only_what_depends_on_selection(repo):
+    dest, env, _ = repo
+    _run([str(BIN / "dvc"), "repro"], dest, env)
+    # the smoke profile's random curator scores every pair 3 (threshold 3 keeps all): 4 keeps none,
+    # which also exercises the empty selection (M1 then trains on the seed alone)
+    log = _run([str(BIN / "dvc"), "exp", "run", "-S", "curate.threshold=4"], dest, env)
+    ran = {s for s in ALL_STAGES if f"Running stage '{s}'" in log}
+    assert ran == {"select@1", "train@1", "score@2", "select@2", "train@2"}, log
+    curated = json.loads((dest / "metrics/curate/iter1.json").read_text())
+    assert curated["threshold"] == 4 and curated["kept"] == 0
+    assert json.loads((dest / "metrics/train/m1.json").read_text())["curated_pairs"] == 0
+    shown = json.dumps(json.loads(_run([str(BIN / "dvc"), "exp", "show", "--json"], dest, env)))
+    assert "metrics/curate/iter1.json" in shown and '"kept": 0' in shown

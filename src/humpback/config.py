@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
@@ -232,6 +232,35 @@ class AugmentConfig(_Section):
     max_instruction_chars: PositiveInt = 2000  # longer generations are cut (and counted)
 
 
+# ----------------------------------------------------------------------------------------- curate
+class CurateConfig(_Section):
+    # generate: sample a rating with reasoning and parse its last "Score: n" (the paper's way);
+    # logits:   one forward pass, probabilities of "1".."5" right after "Score: " (no sampling).
+    scorer: Literal["generate", "logits"] = "generate"
+    template: str | None = None  # null = src/humpback/prompts/rate.txt; needs {instruction} and {response}
+    generation: GenerationConfig = GenerationConfig(max_new_tokens=256)
+    batch_size: PositiveInt = 8  # logits scorer
+    # A_k = pairs with score >= threshold (the paper: k = 5). A float is allowed with
+    # use_expected_score, which compares the logits scorer's expected score instead of its argmax.
+    threshold: Annotated[float, Field(ge=1, le=5)] = 5
+    use_expected_score: bool = False
+    max_selected: PositiveInt | None = None  # optional cap, drawn in a seeded order
+    sample_seed: int = 0
+
+    @model_validator(mode="after")
+    def _threshold(self) -> "CurateConfig":
+        if self.use_expected_score and self.scorer != "logits":
+            raise ValueError("use_expected_score needs scorer: logits (only it gives an expected score)")
+        if not self.use_expected_score and self.threshold != int(self.threshold):
+            raise ValueError(f"threshold {self.threshold} is not an integer score 1..5 "
+                             "(a fractional threshold needs scorer: logits and use_expected_score: true)")
+        return self
+
+
+class Iteration(_Section):
+    curator: str  # the model that scores the candidates in this iteration: m{i-1}
+
+
 class MlflowConfig(_Section):
     experiment: str = "humpback"
 
@@ -244,7 +273,31 @@ class Config(_Section):
     prompts: PromptsConfig = PromptsConfig()
     train: TrainConfig = TrainConfig()
     augment: AugmentConfig = AugmentConfig()
+    curate: CurateConfig = CurateConfig()
+    # iteration i is curated by M_{i-1} and trains M_i: {"1": {curator: m0}, "2": {curator: m1}}
+    iterations: dict[PositiveInt, Iteration] = {1: Iteration(curator="m0"), 2: Iteration(curator="m1")}
     mlflow: MlflowConfig = MlflowConfig()
+
+    @field_validator("iterations", mode="before")
+    @classmethod
+    def _quoted_keys(cls, value):
+        if isinstance(value, dict):
+            bare = [k for k in value if not isinstance(k, str)]
+            if bare:
+                raise ValueError(f"quote the iteration numbers ('{bare[0]}': {{curator: ...}}): "
+                                 "DVC's foreach silently skips numeric keys")
+        return value
+
+    @model_validator(mode="after")
+    def _chain(self) -> "Config":
+        keys = sorted(self.iterations)
+        if keys != list(range(1, len(keys) + 1)):
+            raise ValueError(f"iterations must be numbered 1..n without gaps, got {keys}")
+        for i in keys:
+            if self.iterations[i].curator != f"m{i - 1}":
+                raise ValueError(f"iterations.{i}.curator must be m{i - 1} (M_{i-1} curates iteration {i}), "
+                                 f"got {self.iterations[i].curator!r}")
+        return self
 
 
 def _union_members(annotation: Any) -> list[type[BaseModel]]:
@@ -304,7 +357,8 @@ def _describe(err: dict, source: str) -> str:
     key, _ = _walk(loc)
     got = err.get("input")
     got_txt = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
-    return f"{source}: '{key or '<root>'}': {err['msg']}{got_txt}"
+    where = f"'{key}'" if key else "top level"
+    return f"{source}: {where}: {err['msg']}{got_txt}"
 
 
 def parse_config(data: dict | None, source: str = "params.yaml") -> Config:

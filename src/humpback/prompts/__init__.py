@@ -12,10 +12,12 @@ from pathlib import Path
 from humpback.config import PromptsConfig
 
 PLACEHOLDER = "{response}"
+INSTRUCTION_PLACEHOLDER = "{instruction}"
+REQUIRED = {"backward": (PLACEHOLDER,), "rate": (INSTRUCTION_PLACEHOLDER, PLACEHOLDER)}
 
 
 def read_template(name: str, path: str | None = None) -> str:
-    """A packaged template (``prompts/<name>.txt``) or the user's file, checked for its placeholder."""
+    """A packaged template (``prompts/<name>.txt``) or the user's file, checked for its placeholders."""
     if path is None:
         text = resources.files("humpback.prompts").joinpath(f"{name}.txt").read_text(encoding="utf-8")
         source = f"packaged prompts/{name}.txt"
@@ -25,14 +27,22 @@ def read_template(name: str, path: str | None = None) -> str:
         except OSError as exc:
             raise FileNotFoundError(f"prompts.{name}: cannot read '{path}': {exc.strerror}") from None
         source = path
-    if PLACEHOLDER not in text:
-        raise ValueError(f"{source}: the template must contain the placeholder {PLACEHOLDER}")
+    missing = [p for p in REQUIRED.get(name, ()) if p not in text]
+    if missing:
+        raise ValueError(f"{source}: the template must contain the placeholder(s) {', '.join(missing)}")
     return text.strip()
 
 
 def backward_messages(response: str, template: str) -> list[dict]:
     """The backward model's input: the response inside the template (no str.format: texts hold braces)."""
     return [{"role": "user", "content": template.replace(PLACEHOLDER, response.strip())}]
+
+
+def rating_messages(instruction: str, response: str, template: str) -> list[dict]:
+    """The curator's input: the pair inside the rating template (placeholders filled in one pass)."""
+    filled = template.replace(INSTRUCTION_PLACEHOLDER, "\x00I\x00").replace(PLACEHOLDER, "\x00R\x00")
+    filled = filled.replace("\x00I\x00", instruction.strip()).replace("\x00R\x00", response.strip())
+    return [{"role": "user", "content": filled}]
 
 
 def forward_messages(instruction: str, tag: str | None, cfg: PromptsConfig) -> list[dict]:

@@ -1,0 +1,60 @@
+"""Stage `score@i`: the curator M_{i-1} rates every candidate pair (paper §2.3, self-curation).
+
+\b
+    dvc repro score@1
+    python pipeline/score.py --iteration 1 --curator models/m0 --candidates data/candidates --out data/scores/iter1
+
+Reads `curate.scorer`, `curate.template`, `curate.generation`, `curate.batch_size`. Scores do not
+depend on the threshold (selection does), so a threshold sweep never re-scores. Incremental and
+resumable per candidate shard, like augmentation. Writes data/scores/iter<i>/*.parquet (candidate id,
+iteration, curator digest, scorer, score 1..5 or null, expected score, probabilities, raw rating,
+parse error) and metrics/score/iter<i>.json (counts per score, unparseable ratings by reason).
+"""
+
+import logging
+
+import click
+
+from _common import load_params, params_option
+from humpback import tracking
+from humpback.curate import GenerateScorer, LogitsScorer, score_candidates
+from humpback.io import write_json
+from humpback.models.generation import Sampling, make_engine
+from humpback.prompts import read_template
+
+log = logging.getLogger("humpback.score")
+
+
+@click.command(help=__doc__)
+@params_option
+@click.option("--iteration", type=int, required=True)
+@click.option("--curator", required=True, type=click.Path(exists=True, file_okay=False), help="Model folder of M_{i-1}.")
+@click.option("--candidates", default="data/candidates", show_default=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--metrics", "metrics_path", default=None, help="Default: metrics/score/iter<i>.json")
+@click.option("--progress/--no-progress", default=True)
+def main(params_path, iteration, curator, candidates, out, metrics_path, progress):
+    cfg = load_params(params_path).curate
+    template = read_template("rate", cfg.template)
+    g = cfg.generation
+
+    def make_scorer():
+        if cfg.scorer == "logits":
+            return LogitsScorer(curator, cfg.batch_size, g.precision, g.max_input_tokens)
+        engine = make_engine(g.engine, curator, batch_size=g.batch_size, precision=g.precision,
+                             max_input_tokens=g.max_input_tokens)
+        return GenerateScorer(engine, Sampling(g.temperature, g.top_p, g.max_new_tokens, g.seed))
+
+    report = score_candidates(candidates, out, iteration, make_scorer, cfg, template, tracking.dir_digest(curator),
+                              progress=progress)
+    metrics = {"iteration": iteration, "curator": curator, "scorer": cfg.scorer, **report.metrics()}
+    write_json(metrics_path or f"metrics/score/iter{iteration}.json", metrics)
+    if metrics["unparseable"]:
+        log.warning("%d ratings had no parseable score (%s); they count as unscored",
+                    metrics["unparseable"], metrics["unparseable_reasons"])
+    log.info("score@%d by %s (%s): %d pairs, scores %s; %d shards scored, %d reused", iteration, curator, cfg.scorer,
+             report.pairs, metrics["scores"], report.shards_generated, report.shards_reused)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Stage `select@i`: A_k^(i), the candidates the curator scored at least k (paper §2.3).
+
+\b
+    dvc repro select@1
+    dvc exp run -S curate.threshold=4      # reruns select@1 and what depends on it, never scoring
+    python pipeline/select_pairs.py --iteration 1 --scores data/scores/iter1 --out data/curated/iter1
+
+Reads `curate.threshold`, `curate.use_expected_score`, `curate.max_selected`, `curate.sample_seed`.
+Writes data/curated/iter<i>/curated.parquet (id, instruction, response, score, expected score, url),
+metrics/curate/iter<i>.json (counts per score, kept count and share, unparseable count, length
+stats of the kept pairs: the paper's Table 2 columns) and the histogram metrics/curate/iter<i>_scores.csv.
+An empty selection is reported, not an error: training then uses the seed data alone.
+"""
+
+import csv
+import logging
+import shutil
+from pathlib import Path
+
+import click
+
+from _common import load_params, params_option
+from humpback.curate import histogram_rows, select
+from humpback.data.shards import write_table_atomic
+from humpback.io import write_json
+
+log = logging.getLogger("humpback.select")
+
+
+@click.command(help=__doc__)
+@params_option
+@click.option("--iteration", type=int, required=True)
+@click.option("--scores", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--candidates", default="data/candidates", show_default=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--metrics", "metrics_path", default=None, help="Default: metrics/curate/iter<i>.json")
+def main(params_path, iteration, scores, candidates, out, metrics_path):
+    cfg = load_params(params_path).curate
+    try:
+        table, metrics = select(candidates, scores, cfg)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    metrics = {"iteration": iteration, **metrics}
+    shutil.rmtree(out, ignore_errors=True)
+    write_table_atomic(table, Path(out) / "curated.parquet")
+    metrics_path = Path(metrics_path or f"metrics/curate/iter{iteration}.json")
+    write_json(metrics_path, metrics)
+    with open(metrics_path.with_name(f"{metrics_path.stem}_scores.csv"), "w", newline="") as fh:
+        writer = csv.DictWriter(fh, ["score", "count"])
+        writer.writeheader()
+        writer.writerows(histogram_rows(metrics))
+    if metrics["kept"] == 0:
+        log.warning("select@%d: no pair reached the threshold %s (scores: %s); train@%d will use the seed data only",
+                    iteration, cfg.threshold, metrics["scores"], iteration)
+    log.info("select@%d: kept %d of %d pairs (%.1f%%) with %s >= %s", iteration, metrics["kept"], metrics["pairs"],
+             100 * metrics["kept_share"], metrics["compared"], cfg.threshold)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""Self-curation: the curator M_{i-1} rates every candidate pair (score@i), then A_k^(i) keeps the
+pairs scoring at least k (select@i).
+
+Scores do not depend on the threshold, so a threshold sweep re-runs selection only. Scoring is
+incremental and resumable per candidate shard (:mod:`humpback.shardmap`), keyed on the candidate
+shard's bytes, the curator's content digest, the scorer and its settings, and the template.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from humpback.config import CurateConfig
+from humpback.models.device import device, use_bf16
+from humpback.models.generation import GenerationEngine, Sampling
+from humpback.prompts import rating_messages
+from humpback.shardmap import key_seed, map_shards, pending_rows
+
+log = logging.getLogger(__name__)
+
+SCORE_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),  # candidate id
+        pa.field("iteration", pa.int32(), nullable=False),
+        pa.field("curator", pa.string(), nullable=False),  # content digest of the curating model
+        pa.field("scorer", pa.string(), nullable=False),  # generate | logits
+        pa.field("score", pa.int8()),  # 1..5, null when the rating could not be parsed
+        pa.field("expected_score", pa.float32()),  # logits scorer: sum_k k * p(k)
+        pa.field("probs", pa.list_(pa.float32())),  # logits scorer: p("1").."p("5")
+        pa.field("raw", pa.string(), nullable=False),  # the rating text, for audit
+        pa.field("parse_error", pa.string()),  # why score is null
+    ]
+)
+SCORES = (1, 2, 3, 4, 5)
+_SCORE_RE = re.compile(r"score\s*\**\s*[:：=]\s*\**\s*(\d+(?:[.,]\d+)?)", re.IGNORECASE)
+
+
+def parse_score(text: str) -> tuple[int | None, str | None]:
+    """The last ``Score: n`` of a rating: (n, None) for n in 1..5, else (None, reason).
+
+    Tolerant to case, spacing, Markdown bold and full-width colons; any Unicode decimal digits
+    count (``Score: ４`` is 4). Reasons: ``no_score``, ``out_of_range``, ``not_an_integer``.
+    """
+    matches = _SCORE_RE.findall(text or "")
+    if not matches:
+        return None, "no_score"
+    value = matches[-1]
+    if "." in value or "," in value:
+        return None, "not_an_integer"
+    n = int("".join(str(unicodedata.digit(c)) for c in value))
+    if n not in SCORES:
+        return None, "out_of_range"
+    return n, None
+
+
+# ------------------------------------------------------------------------------------------ scorers
+class GenerateScorer:
+    """The paper's way: sample a rating with brief reasoning and parse its last ``Score:`` line."""
+
+    name = "generate"
+
+    def __init__(self, engine: GenerationEngine, sampling: Sampling):
+        self.engine, self.sampling = engine, sampling
+
+    def score(self, conversations: list[list[dict]], seed: int, on_batch=None) -> list[dict]:
+        s = self.sampling
+        texts = self.engine.generate(conversations, Sampling(s.temperature, s.top_p, s.max_new_tokens, seed), on_batch)
+        rows = []
+        for text in texts:
+            score, error = parse_score(text)
+            rows.append({"score": score, "expected_score": None, "probs": None, "raw": text, "parse_error": error})
+        return rows
+
+
+def digit_token_ids(tok, prefix: str = "Score: ") -> list[int]:
+    """Token ids that spell "1".."5" right after ``prefix`` (so the prompt can end with the prefix)."""
+    base = tok.encode(prefix, add_special_tokens=False)
+    ids = []
+    for k in SCORES:
+        full = tok.encode(prefix + str(k), add_special_tokens=False)
+        if full[: len(base)] != base or len(full) != len(base) + 1:
+            raise ValueError(f"the tokenizer does not spell '{prefix}{k}' as the prefix plus one token")
+        ids.append(full[-1])
+    return ids
+
+
+class LogitsScorer:
+    """One forward pass per pair: the answer is forced to start with "Score: " and the next-token
+    probabilities of "1".."5" (renormalised over the five) give the argmax and the expected score.
+    No sampling and no reasoning text: far cheaper than generating a rating."""
+
+    name = "logits"
+    PREFIX = "Score: "
+
+    def __init__(self, model_dir: str | Path, batch_size: int = 8, precision: str = "auto", max_input_tokens: int = 2048):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.tok = AutoTokenizer.from_pretrained(model_dir)
+        self.tok.padding_side = "left"
+        if self.tok.pad_token is None:
+            self.tok.pad_token = self.tok.eos_token
+        dtype = torch.bfloat16 if use_bf16(precision) else torch.float32
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device()).eval()
+        self.digits = digit_token_ids(self.tok, self.PREFIX)
+        self.batch_size, self.max_input_tokens = batch_size, max_input_tokens
+
+    def encode(self, conversation: list[dict]) -> list[int]:
+        text = self.tok.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False) + self.PREFIX
+        return self.tok(text, add_special_tokens=False)["input_ids"][-self.max_input_tokens:]
+
+    @torch.inference_mode()
+    def probabilities(self, conversations: list[list[dict]], on_batch=None) -> list[list[float]]:
+        encoded = [self.encode(c) for c in conversations]
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+        probs: list[list[float]] = [[]] * len(encoded)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            batch = self.tok.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt").to(self.model.device)
+            logits = self.model(**batch, logits_to_keep=1).logits[:, -1, :]  # left padding: last position
+            p = torch.softmax(logits[:, self.digits].float(), dim=-1)
+            for i, row in zip(idx, p.tolist()):
+                probs[i] = row
+            if on_batch:
+                on_batch(len(idx))
+        return probs
+
+    def score(self, conversations: list[list[dict]], seed: int, on_batch=None) -> list[dict]:
+        rows = []
+        for p in self.probabilities(conversations, on_batch):
+            best = max(SCORES, key=lambda k: p[k - 1])
+            rows.append({"score": best, "expected_score": sum(k * q for k, q in zip(SCORES, p)), "probs": p,
+                         "raw": json.dumps({str(k): round(q, 6) for k, q in zip(SCORES, p)}), "parse_error": None})
+        return rows
+
+
+# ---------------------------------------------------------------------------------------- score@i
+@dataclass
+class ScoreReport:
+    pairs: int = 0
+    counts: Counter = field(default_factory=Counter)
+    unparseable: Counter = field(default_factory=Counter)
+    shards_generated: int = 0
+    shards_reused: int = 0
+    files_removed: int = 0
+
+    def metrics(self) -> dict:
+        return {
+            "pairs": self.pairs,
+            "scores": {str(k): self.counts.get(k, 0) for k in SCORES},
+            "unparseable": sum(self.unparseable.values()),
+            "unparseable_reasons": dict(sorted(self.unparseable.items())),
+            "shards": {"generated": self.shards_generated, "reused": self.shards_reused,
+                       "removed_stale": self.files_removed},
+        }
+
+
+def score_candidates(candidates_dir: str | Path, out_dir: str | Path, iteration: int,
+                     scorer_factory: Callable[[], object], cfg: CurateConfig, template: str,
+                     curator_digest: str, progress: bool = True) -> ScoreReport:
+    from tqdm.auto import tqdm
+
+    settings = {"curator": curator_digest, "scorer": cfg.scorer, "template": template, "iteration": iteration,
+                "generation": cfg.generation.model_dump() if cfg.scorer == "generate" else None}
+    scorer: list = []
+    bar = tqdm(total=pending_rows(candidates_dir, out_dir, settings), desc=f"score@{iteration}", unit="pair",
+               disable=not progress, mininterval=1.0)
+
+    def work(shard: Path, key: str) -> pa.Table:
+        pairs = pq.read_table(shard, columns=["id", "instruction", "text"]).to_pylist()
+        convs = [rating_messages(p["instruction"], p["text"], template) for p in pairs]
+        rows = scorer[0].score(convs, key_seed(key), bar.update)
+        return pa.Table.from_pylist(
+            [{"id": p["id"], "iteration": iteration, "curator": curator_digest, "scorer": cfg.scorer, **r}
+             for p, r in zip(pairs, rows)], schema=SCORE_SCHEMA)
+
+    result = map_shards(candidates_dir, out_dir, settings, work, setup=lambda: scorer.append(scorer_factory()),
+                        on_done=lambda out: log.info("wrote %s", out.name))
+    bar.close()
+    report = ScoreReport(shards_generated=result.generated,
+                         shards_reused=result.reused, files_removed=result.removed)
+    for out in result.outputs:
+        t = pq.read_table(out, columns=["score", "parse_error"])
+        report.pairs += t.num_rows
+        report.counts.update(s for s in t["score"].to_pylist() if s is not None)
+        report.unparseable.update(e for e in t["parse_error"].to_pylist() if e is not None)
+    return report
+
+
+# --------------------------------------------------------------------------------------- select@i
+CURATED_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("instruction", pa.string(), nullable=False),
+        pa.field("response", pa.string(), nullable=False),
+        pa.field("score", pa.int8()),
+        pa.field("expected_score", pa.float32()),
+        pa.field("url", pa.string()),
+    ]
+)
+
+
+def select(candidates_dir: str | Path, scores_dir: str | Path, cfg: CurateConfig) -> tuple[pa.Table, dict]:
+    """A_k: candidates whose score (or expected score) is >= the threshold; optional seeded cap."""
+    from humpback.data.shards import read_table
+    from humpback.stats import length_stats
+
+    cands = {r["id"]: r for r in read_table(candidates_dir, ["id", "instruction", "text", "url"]).to_pylist()}
+    scores = read_table(scores_dir, ["id", "score", "expected_score", "parse_error"]).to_pylist()
+    missing = [s["id"] for s in scores if s["id"] not in cands]
+    if missing:
+        raise ValueError(f"{scores_dir}: {len(missing)} scores have no candidate in {candidates_dir} "
+                         f"(first: {missing[0]}); the scores are stale, rerun score")
+    key = "expected_score" if cfg.use_expected_score else "score"
+    kept = [s for s in scores if s[key] is not None and s[key] >= cfg.threshold]
+    eligible = len(kept)
+    if cfg.max_selected is not None and len(kept) > cfg.max_selected:
+        kept = sorted(kept, key=lambda s: hashlib.sha256(f"{cfg.sample_seed}:{s['id']}".encode()).hexdigest())
+        kept = sorted(kept[: cfg.max_selected], key=lambda s: s["id"])
+    rows = [{"id": s["id"], "instruction": cands[s["id"]]["instruction"], "response": cands[s["id"]]["text"],
+             "score": s["score"], "expected_score": s["expected_score"], "url": cands[s["id"]]["url"]} for s in kept]
+    counts = Counter(s["score"] for s in scores)
+    metrics = {
+        "threshold": cfg.threshold,
+        "compared": key,
+        "pairs": len(scores),
+        "scores": {str(k): counts.get(k, 0) for k in SCORES},
+        "unparseable": counts.get(None, 0),
+        "eligible": eligible,
+        "kept": len(rows),
+        "kept_share": round(len(rows) / len(scores), 4) if scores else 0.0,
+        "kept_instruction_chars": length_stats([len(r["instruction"]) for r in rows]),
+        "kept_response_chars": length_stats([len(r["response"]) for r in rows]),
+    }
+    expected = [s["expected_score"] for s in scores if s["expected_score"] is not None]
+    if expected:
+        metrics["mean_expected_score"] = round(sum(expected) / len(expected), 4)
+    return pa.Table.from_pylist(rows, schema=CURATED_SCHEMA), metrics
+
+
+def histogram_rows(metrics: dict) -> list[dict]:
+    """Rows of the score histogram plot (DVC plots read CSV)."""
+    rows = [{"score": str(k), "count": metrics["scores"][str(k)]} for k in SCORES]
+    rows.append({"score": "none", "count": metrics["unparseable"]})
+    return rows

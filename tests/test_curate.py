@@ -1,0 +1,143 @@
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from humpback.augment import CANDIDATE_SCHEMA
+from humpback.config import CurateConfig
+from humpback.curate import (
+    SCORE_SCHEMA,
+    LogitsScorer,
+    digit_token_ids,
+    histogram_rows,
+    parse_score,
+    score_candidates,
+    select,
+)
+from humpback.data.shards import shard_files, write_table_atomic
+from humpback.prompts import rating_messages, read_template
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("The answer is complete and clear.\nScore: 5", (5, None)),
+        ("Reasoning...\nscore:4", (4, None)),
+        ("**Score:** 3", (3, None)),
+        ("Score : 2 out of 5", (2, None)),
+        ("SCORE: 1.", (1, None)),
+        ("First I thought Score: 2, but on reflection\nScore: 4", (4, None)),  # the last one counts
+        ("Score: ４", (4, None)),  # full-width digit
+        ("Score: ٣", (3, None)),  # Arabic-Indic digit
+        ("Score：5", (5, None)),  # full-width colon
+        ("Score: 0", (None, "out_of_range")),
+        ("Score: 6", (None, "out_of_range")),
+        ("Score: 10", (None, "out_of_range")),
+        ("Score: 4.5", (None, "not_an_integer")),
+        ("I would rate this a four.", (None, "no_score")),
+        ("", (None, "no_score")),
+        ("Rating: 5", (None, "no_score")),
+    ],
+)
+def test_parse_score(text, expected):
+    assert parse_score(text) == expected
+
+
+def test_rating_prompt_fills_both_placeholders_once():
+    tpl = read_template("rate")
+    msg = rating_messages("Say {response} literally.", "Here: {instruction}", tpl)[0]["content"]
+    assert "Instruction:\nSay {response} literally." in msg and "Answer:\nHere: {instruction}" in msg
+    assert msg.rstrip().endswith("Here: {instruction}") and "Score: <rating>" in msg
+
+
+def test_logits_scorer_probabilities(tiny_model_dir):
+    scorer = LogitsScorer(tiny_model_dir, batch_size=2, precision="fp32")
+    tpl = read_template("rate")
+    convs = [rating_messages(f"Question {i}?", f"Answer {i}." * (i + 1), tpl) for i in range(3)]
+    rows = scorer.score(convs, seed=0)
+    for row in rows:
+        assert sum(row["probs"]) == pytest.approx(1.0, abs=1e-5)
+        assert row["score"] == 1 + max(range(5), key=lambda k: row["probs"][k])
+        assert row["expected_score"] == pytest.approx(sum((k + 1) * p for k, p in enumerate(row["probs"])))
+    # hand check: an unbatched forward pass of the same prompt gives the same distribution
+    ids = torch.tensor([scorer.encode(convs[2])])
+    with torch.inference_mode():
+        logits = scorer.model(ids).logits[0, -1]
+    digits = digit_token_ids(scorer.tok)
+    assert scorer.tok.convert_ids_to_tokens(digits) == ["1", "2", "3", "4", "5"]
+    expected = torch.softmax(logits[digits], dim=-1).tolist()
+    assert rows[2]["probs"] == pytest.approx(expected, abs=1e-4)
+
+
+def _candidates(tmp_path, n=6):
+    rows = [{"id": f"c{i}", "text": f"Answer number {i}. " * 5, "source": "files", "url": f"u{i}", "header": "h",
+             "n_chars": 100, "instruction": f"Question {i}?", "backward_model": "b", "gen_temperature": 0.7,
+             "gen_top_p": 0.9, "gen_max_new_tokens": 8, "gen_seed": 1} for i in range(n)]
+    d = tmp_path / "cands"
+    write_table_atomic(pa.Table.from_pylist(rows[:4], schema=CANDIDATE_SCHEMA), d / "part-00000-a-k.parquet")
+    write_table_atomic(pa.Table.from_pylist(rows[4:], schema=CANDIDATE_SCHEMA), d / "part-00001-b-k.parquet")
+    return d
+
+
+def test_score_candidates_incremental(tmp_path, tiny_model_dir):
+    cands = _candidates(tmp_path)
+    cfg = CurateConfig(scorer="logits", batch_size=4)
+    made = []
+
+    def factory():
+        made.append(LogitsScorer(tiny_model_dir, 4, "fp32"))
+        return made[-1]
+
+    report = score_candidates(cands, tmp_path / "scores", 1, factory, cfg, read_template("rate"), "cur", progress=False)
+    assert report.pairs == 6 and sum(report.counts.values()) == 6 and report.shards_generated == 2
+    table = pa.concat_tables(pq.read_table(p) for p in shard_files(tmp_path / "scores"))
+    assert table.schema.equals(SCORE_SCHEMA) and set(table["iteration"].to_pylist()) == {1}
+    assert all(json.loads(r) for r in table["raw"].to_pylist())
+    again = score_candidates(cands, tmp_path / "scores", 1, factory, cfg, read_template("rate"), "cur", progress=False)
+    assert again.shards_reused == 2 and len(made) == 1  # nothing rescored, the model not even loaded
+    other = score_candidates(cands, tmp_path / "scores", 1, factory, cfg, read_template("rate"), "new-curator",
+                             progress=False)
+    assert other.shards_generated == 2 and other.files_removed == 2  # a new curator rescores everything
+
+
+def _scores(tmp_path, scores):
+    rows = [{"id": f"c{i}", "iteration": 1, "curator": "x", "scorer": "generate", "score": s, "expected_score": None,
+             "probs": None, "raw": "r", "parse_error": None if s else "no_score"} for i, s in enumerate(scores)]
+    write_table_atomic(pa.Table.from_pylist(rows, schema=SCORE_SCHEMA), tmp_path / "scores" / "s.parquet")
+    return tmp_path / "scores"
+
+
+def test_select_counts_threshold_and_cap(tmp_path):
+    cands = _candidates(tmp_path)
+    scores = _scores(tmp_path, [5, 4, None, 2, 5, 3])
+    table, m = select(cands, scores, CurateConfig(threshold=4))
+    assert table["id"].to_pylist() == ["c0", "c1", "c4"]
+    assert m["scores"] == {"1": 0, "2": 1, "3": 1, "4": 1, "5": 2} and m["unparseable"] == 1
+    assert m["kept"] == 3 and m["kept_share"] == 0.5 and m["kept_response_chars"]["count"] == 3
+    assert table["response"].to_pylist()[0].startswith("Answer number 0.")
+    five, _ = select(cands, scores, CurateConfig(threshold=5))
+    assert five["id"].to_pylist() == ["c0", "c4"]
+    capped, m = select(cands, scores, CurateConfig(threshold=2, max_selected=2, sample_seed=3))
+    assert capped.num_rows == 2 and m["eligible"] == 5
+    assert capped["id"].to_pylist() == select(cands, scores, CurateConfig(threshold=2, max_selected=2, sample_seed=3))[0]["id"].to_pylist()
+    assert [r["count"] for r in histogram_rows(m)] == [0, 1, 1, 1, 2, 1]
+
+
+def test_empty_selection_is_not_an_error(tmp_path):
+    table, m = select(_candidates(tmp_path), _scores(tmp_path, [1, 2, 3, 1, 2, 3]), CurateConfig(threshold=5))
+    assert table.num_rows == 0 and m["kept"] == 0 and m["kept_instruction_chars"]["count"] == 0
+
+
+def test_expected_score_threshold_needs_logits():
+    with pytest.raises(ValueError, match="use_expected_score needs scorer: logits"):
+        CurateConfig(use_expected_score=True, threshold=4.5)
+    assert CurateConfig(scorer="logits", use_expected_score=True, threshold=4.5).threshold == 4.5
+
+
+def test_stale_scores_are_reported(tmp_path):
+    cands = _candidates(tmp_path, n=6)
+    scores = _scores(tmp_path, [5] * 7)  # c6 has no candidate
+    with pytest.raises(ValueError, match="1 scores have no candidate"):
+        select(cands, scores, CurateConfig())
