@@ -1,15 +1,14 @@
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _texts import TEXTS
 
 from humpback.augment import CANDIDATE_SCHEMA, augment, clean_instruction
 from humpback.config import AugmentConfig
-from humpback.data.shards import SEGMENT_SCHEMA, ShardWriter, shard_files
 from humpback.data.dedup import content_id
+from humpback.data.shards import SEGMENT_SCHEMA, ShardWriter, shard_files
 from humpback.models.generation import HFEngine
 from humpback.prompts import read_template
-
-from _texts import TEXTS
 
 CFG = AugmentConfig(generation={"max_new_tokens": 6, "batch_size": 4, "precision": "fp32"})
 TEMPLATE = read_template("backward")

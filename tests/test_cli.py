@@ -1,10 +1,9 @@
 import json
 
+from _texts import TEXTS
 from click.testing import CliRunner
 
 from humpback.cli import main
-
-from _texts import TEXTS
 
 
 def test_help_lists_commands():

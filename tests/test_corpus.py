@@ -5,14 +5,13 @@ import logging
 
 import pyarrow.parquet as pq
 import pytest
+from _texts import TEXTS
 
 from humpback.config import CorpusConfig, FilesSource, parse_config
 from humpback.data import corpus as corpus_mod
 from humpback.data.corpus import build_corpus
 from humpback.data.corpus_sources import Document
 from humpback.data.shards import SEGMENT_SCHEMA, read_table, shard_files
-
-from _texts import TEXTS
 
 
 def _corpus_dir(tmp_path):

@@ -141,3 +141,23 @@ def test_stale_scores_are_reported(tmp_path):
     scores = _scores(tmp_path, [5] * 7)  # c6 has no candidate
     with pytest.raises(ValueError, match="1 scores have no candidate"):
         select(cands, scores, CurateConfig())
+
+
+def test_generate_scorer_survives_unparseable_ratings(tiny_model_dir, tmp_path):
+    """A random model writes no "Score: n": every pair gets score null with the reason, no crash."""
+    from humpback.curate import GenerateScorer
+    from humpback.models.generation import HFEngine, Sampling
+
+    cands = _candidates(tmp_path, n=4)
+    cfg = CurateConfig(scorer="generate", generation={"max_new_tokens": 4, "batch_size": 4, "precision": "fp32"})
+
+    def factory():
+        return GenerateScorer(HFEngine(tiny_model_dir, 4, "fp32"), Sampling(max_new_tokens=4))
+
+    report = score_candidates(cands, tmp_path / "scores", 1, factory, cfg, read_template("rate"), "c", progress=False)
+    assert report.pairs == 4 and report.unparseable == {"no_score": 4} and not report.counts
+    table = pa.concat_tables(pq.read_table(p) for p in shard_files(tmp_path / "scores"))
+    assert table["score"].null_count == 4 and set(table["parse_error"].to_pylist()) == {"no_score"}
+    assert all(isinstance(r, str) for r in table["raw"].to_pylist())
+    _, m = select(cands, tmp_path / "scores", CurateConfig(threshold=1))
+    assert m["kept"] == 0 and m["unparseable"] == 4

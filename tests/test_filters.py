@@ -1,3 +1,5 @@
+from _texts import TEXTS
+
 from humpback.config import DedupConfig, HeaderFilter, LanguageFilter, RepetitionFilter
 from humpback.data.dedup import Deduplicator, content_id
 from humpback.data.filters import (
@@ -7,8 +9,6 @@ from humpback.data.filters import (
     repeated_fraction,
     repetition_reason,
 )
-
-from _texts import TEXTS
 
 PROSE = TEXTS["tea"]
 
