@@ -115,3 +115,24 @@ def test_missing_source_path_is_a_clear_error(tmp_path):
     cfg = CorpusConfig(sources=[FilesSource(type="files", path=str(tmp_path / "nope"))])
     with pytest.raises(FileNotFoundError, match="nope"):
         build_corpus(cfg, tmp_path / "out", progress=False)
+
+
+def test_row_files_name_the_row_and_bound_the_text(tmp_path):
+    """Regression: parquet rows were named by their index within a 1,024-row batch, and rows of a
+    jsonl/parquet file skipped the max_document_chars check; a .json list was read line by line."""
+    import pyarrow as pa
+
+    d = tmp_path / "rows"
+    d.mkdir()
+    texts = ["short"] * 1030 + [None, "# Big\n\n" + "y" * 5000]
+    pq.write_table(pa.table({"text": texts}), d / "many.parquet")
+    (d / "list.json").write_text(json.dumps([{"text": f"# Compost\n\n{TEXTS['gardening']}"}, {"x": 1}], indent=2))
+    cfg = CorpusConfig(sources=[FilesSource(type="files", path=str(d))], max_document_chars=1000, min_chars=300)
+    report = build_corpus(cfg, tmp_path / "out", progress=False)
+    assert report.documents_skipped == {"missing_text": 2, "too_large": 1}
+    assert report.segments_kept == 1
+    from humpback.data.corpus_sources import iter_files
+
+    skipped = {d.url.rsplit("/", 1)[-1]: d.skip for d in iter_files(cfg.sources[0], cfg.max_document_chars) if d.skip}
+    assert skipped == {"list.json#1": "missing_text", "many.parquet#1030": "missing_text",
+                       "many.parquet#1031": "too_large"}

@@ -106,10 +106,21 @@ def _row_document(row: dict, source: str, where: str, text_column: str, url_colu
     return Document(source, url, text, fmt)
 
 
-def _iter_rows(path: Path, src: FilesSource) -> Iterator[Document]:
+def _iter_rows(path: Path, src: FilesSource, max_chars: int) -> Iterator[Document]:
+    """Rows of a .jsonl / .json (a list of objects) / .parquet file, each row one document."""
     fmt = "markdown" if src.format == "auto" else src.format
+    suffix = _inner_suffix(path)
     missing = 0
-    if _inner_suffix(path) == ".parquet":
+
+    def document(row, where: str) -> Document:
+        nonlocal missing
+        doc = _row_document(row, "files", where, src.text_column, src.url_column, fmt)
+        missing += doc.skip == "missing_text"
+        if doc.skip is None and len(doc.text) > max_chars:
+            return _skipped("files", where, "too_large", f"more than {max_chars} characters")
+        return doc
+
+    if suffix == ".parquet":
         import pyarrow.parquet as pq
 
         pf = pq.ParquetFile(path)
@@ -117,11 +128,22 @@ def _iter_rows(path: Path, src: FilesSource) -> Iterator[Document]:
             log.warning("skipping %s: no column '%s' (columns: %s)", path, src.text_column, pf.schema_arrow.names)
             yield Document("files", str(path), None, "text", skip="missing_text")
             return
+        row_index = 0
         for batch in pf.iter_batches(batch_size=1024):
-            for i, row in enumerate(batch.to_pylist()):
-                doc = _row_document(row, "files", f"{path}#{i}", src.text_column, src.url_column, fmt)
-                missing += doc.skip == "missing_text"
-                yield doc
+            for row in batch.to_pylist():
+                yield document(row, f"{path}#{row_index}")
+                row_index += 1
+    elif suffix == ".json":
+        try:
+            with _open(path) as fh:
+                rows = json.load(fh)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            yield _skipped("files", str(path), "bad_row", f"not valid JSON: {exc}")
+            return
+        if not isinstance(rows, list):
+            rows = [rows]
+        for i, row in enumerate(rows):
+            yield document(row, f"{path}#{i}")
     else:
         with _open(path) as fh:
             for lineno, raw in enumerate(fh, 1):
@@ -133,9 +155,7 @@ def _iter_rows(path: Path, src: FilesSource) -> Iterator[Document]:
                 except (UnicodeDecodeError, json.JSONDecodeError):
                     yield _skipped("files", where, "bad_row", "not a JSON object")
                     continue
-                doc = _row_document(row, "files", where, src.text_column, src.url_column, fmt)
-                missing += doc.skip == "missing_text"
-                yield doc
+                yield document(row, where)
     if missing:
         log.warning("%s: %d rows without a string '%s' column were skipped", path, missing, src.text_column)
 
@@ -150,7 +170,7 @@ def iter_files(src: FilesSource, max_chars: int) -> Iterator[Document]:
             return
         suffix = _inner_suffix(path)
         if suffix in ROW_SUFFIXES:
-            for doc in _iter_rows(path, src):
+            for doc in _iter_rows(path, src, max_chars):
                 if doc.skip is None:
                     count += 1
                 yield doc
