@@ -15,8 +15,8 @@ sampling settings) and metrics/augment.json.
 import logging
 
 import click
-from _common import load_params, params_option
 
+from _common import load_params, params_option
 from humpback import tracking
 from humpback.augment import augment
 from humpback.io import write_json

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import click
-from _common import load_params, params_option
 
+from _common import load_params, params_option
 from humpback.io import write_json
 from humpback.models.loading import ModelSourceError, count_parameters, load_base_model, save_checkpoint
 

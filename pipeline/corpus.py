@@ -17,8 +17,8 @@ import shutil
 import time
 
 import click
-from _common import load_params, params_option
 
+from _common import load_params, params_option
 from humpback.data.corpus import build_corpus
 from humpback.io import write_json
 

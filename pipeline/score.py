@@ -14,8 +14,8 @@ parse error) and metrics/score/iter<i>.json (counts per score, unparseable ratin
 import logging
 
 import click
-from _common import load_params, params_option
 
+from _common import load_params, params_option
 from humpback import tracking
 from humpback.curate import GenerateScorer, LogitsScorer, score_candidates
 from humpback.io import write_json

@@ -15,8 +15,8 @@ import shutil
 from pathlib import Path
 
 import click
-from _common import load_params, params_option
 
+from _common import load_params, params_option
 from humpback.data.seed import SeedDataError, load_seed, split_heldout, to_table
 from humpback.data.shards import write_table_atomic
 from humpback.io import write_json

@@ -18,8 +18,8 @@ import shutil
 from pathlib import Path
 
 import click
-from _common import load_params, params_option
 
+from _common import load_params, params_option
 from humpback.curate import histogram_rows, select
 from humpback.data.shards import write_table_atomic
 from humpback.io import write_json

@@ -20,8 +20,8 @@ import time
 import click
 import mlflow
 import pyarrow.parquet as pq
-from _common import load_params, params_option
 
+from _common import load_params, params_option
 from humpback import tracking
 from humpback.data.shards import read_table
 from humpback.io import write_json

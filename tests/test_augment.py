@@ -1,8 +1,8 @@
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from _texts import TEXTS
 
+from _texts import TEXTS
 from humpback.augment import CANDIDATE_SCHEMA, augment, clean_instruction
 from humpback.config import AugmentConfig
 from humpback.data.dedup import content_id

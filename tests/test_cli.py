@@ -1,8 +1,8 @@
 import json
 
-from _texts import TEXTS
 from click.testing import CliRunner
 
+from _texts import TEXTS
 from humpback.cli import main
 
 

@@ -5,8 +5,8 @@ import logging
 
 import pyarrow.parquet as pq
 import pytest
-from _texts import TEXTS
 
+from _texts import TEXTS
 from humpback.config import CorpusConfig, FilesSource, parse_config
 from humpback.data import corpus as corpus_mod
 from humpback.data.corpus import build_corpus

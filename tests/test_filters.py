@@ -1,5 +1,4 @@
 from _texts import TEXTS
-
 from humpback.config import DedupConfig, HeaderFilter, LanguageFilter, RepetitionFilter
 from humpback.data.dedup import Deduplicator, content_id
 from humpback.data.filters import (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
@@ -27,3 +28,16 @@ def setup_logging(verbose: bool = False) -> None:
     # third-party chatter that says nothing about our data
     for noisy in ("httpx", "urllib3", "filelock", "datasets", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def inner_suffix(path: Path) -> str:
+    """The suffix that says what a file holds, looking through a trailing .gz (``a.jsonl.gz`` -> ``.jsonl``)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
+def open_binary(path: Path):
+    """Open a file for reading bytes, decompressing it on the fly when it ends in .gz."""
+    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")

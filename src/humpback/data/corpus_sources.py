@@ -7,7 +7,6 @@ the reason, so the corpus stage counts it and names the file in a warning instea
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import importlib.metadata as md
 import json
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from humpback.config import FilesSource, HubSource, PythonPackagesSource
 from humpback.data.segment import format_for_content_type, format_for_suffix
+from humpback.io import inner_suffix, open_binary
 
 log = logging.getLogger(__name__)
 
@@ -76,17 +76,6 @@ def iter_python_packages(src: PythonPackagesSource, order_seed: int, max_chars: 
 
 
 # ------------------------------------------------------------------------------------ local files
-def _open(path: Path):
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
-
-
-def _inner_suffix(path: Path) -> str:
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-    return suffixes[-1] if suffixes else ""
-
-
 def _iter_files(root: Path) -> Iterator[Path]:
     if root.is_file():
         yield root
@@ -109,7 +98,7 @@ def _row_document(row: dict, source: str, where: str, text_column: str, url_colu
 def _iter_rows(path: Path, src: FilesSource, max_chars: int) -> Iterator[Document]:
     """Rows of a .jsonl / .json (a list of objects) / .parquet file, each row one document."""
     fmt = "markdown" if src.format == "auto" else src.format
-    suffix = _inner_suffix(path)
+    suffix = inner_suffix(path)
     missing = 0
 
     def document(row, where: str) -> Document:
@@ -135,7 +124,7 @@ def _iter_rows(path: Path, src: FilesSource, max_chars: int) -> Iterator[Documen
                 row_index += 1
     elif suffix == ".json":
         try:
-            with _open(path) as fh:
+            with open_binary(path) as fh:
                 rows = json.load(fh)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             yield _skipped("files", str(path), "bad_row", f"not valid JSON: {exc}")
@@ -145,7 +134,7 @@ def _iter_rows(path: Path, src: FilesSource, max_chars: int) -> Iterator[Documen
         for i, row in enumerate(rows):
             yield document(row, f"{path}#{i}")
     else:
-        with _open(path) as fh:
+        with open_binary(path) as fh:
             for lineno, raw in enumerate(fh, 1):
                 where = f"{path}:{lineno}"
                 if not raw.strip():
@@ -168,7 +157,7 @@ def iter_files(src: FilesSource, max_chars: int) -> Iterator[Document]:
     for path in _iter_files(root):
         if src.max_documents is not None and count >= src.max_documents:
             return
-        suffix = _inner_suffix(path)
+        suffix = inner_suffix(path)
         if suffix in ROW_SUFFIXES:
             for doc in _iter_rows(path, src, max_chars):
                 if doc.skip is None:
@@ -181,7 +170,7 @@ def iter_files(src: FilesSource, max_chars: int) -> Iterator[Document]:
             continue
         count += 1
         # Read at most a little more than the limit: a 50 MB one-line file costs 4*max_chars bytes.
-        with _open(path) as fh:
+        with open_binary(path) as fh:
             data = fh.read(4 * max_chars + 4)
         if not data.strip():
             yield _skipped("files", str(path), "empty")

@@ -8,8 +8,8 @@ order of the prompt's message id: deterministic, independent of file order, and 
 
 from __future__ import annotations
 
-import gzip
 import hashlib
+import io
 import json
 import random
 from collections.abc import Iterable, Iterator
@@ -20,6 +20,7 @@ import pyarrow as pa
 from humpback.config import SeedConfig
 from humpback.data.dedup import content_id
 from humpback.data.shards import SEED_SCHEMA
+from humpback.io import inner_suffix, open_binary
 
 OASST_PAPER_PAIRS = 3200
 
@@ -31,10 +32,7 @@ class SeedDataError(ValueError):
 # ------------------------------------------------------------------------------------ local files
 def _read_rows(path: Path) -> Iterator[tuple[str, dict]]:
     """(location, row) for every row of a .jsonl/.json/.parquet file (optionally .gz)."""
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-    suffix = suffixes[-1] if suffixes else ""
+    suffix = inner_suffix(path)
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -43,8 +41,7 @@ def _read_rows(path: Path) -> Iterator[tuple[str, dict]]:
         return
     if suffix not in (".jsonl", ".json"):
         raise SeedDataError(f"{path}: unsupported seed file type '{suffix}' (use .jsonl, .json or .parquet)")
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
+    with io.TextIOWrapper(open_binary(path), encoding="utf-8") as fh:
         if suffix == ".json":
             data = json.load(fh)
             if not isinstance(data, list):
