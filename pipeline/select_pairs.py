@@ -8,7 +8,8 @@
 Reads `curate.threshold`, `curate.use_expected_score`, `curate.max_selected`, `curate.sample_seed`.
 Writes data/curated/iter<i>/curated.parquet (id, instruction, response, score, expected score, url),
 metrics/curate/iter<i>.json (counts per score, kept count and share, unparseable count, length
-stats of the kept pairs: the paper's Table 2 columns) and the histogram metrics/curate/iter<i>_scores.csv.
+stats of the kept pairs: the paper's Table 2 columns), the histogram metrics/curate/iter<i>_scores.csv
+and metrics/curate/iter<i>_thresholds.csv (how many pairs each threshold would keep).
 An empty selection is reported, not an error: training then uses the seed data alone.
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 import click
 
 from _common import load_params, params_option
-from humpback.curate import histogram_rows, select
+from humpback.curate import histogram_rows, select, threshold_curve
 from humpback.data.shards import write_table_atomic
 from humpback.io import write_json
 
@@ -49,6 +50,10 @@ def main(params_path, iteration, scores, candidates, out, metrics_path):
         writer = csv.DictWriter(fh, ["score", "count"])
         writer.writeheader()
         writer.writerows(histogram_rows(metrics))
+    with open(metrics_path.with_name(f"{metrics_path.stem}_thresholds.csv"), "w", newline="") as fh:
+        writer = csv.DictWriter(fh, ["threshold", "kept_score", "kept_expected_score"])
+        writer.writeheader()
+        writer.writerows(threshold_curve(scores))
     if metrics["kept"] == 0:
         log.warning("select@%d: no pair reached the threshold %s (scores: %s); train@%d will use the seed data only",
                     iteration, cfg.threshold, metrics["scores"], iteration)

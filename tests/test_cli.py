@@ -8,7 +8,7 @@ from humpback.cli import main
 
 def test_help_lists_commands():
     out = CliRunner().invoke(main, ["--help"]).output
-    for cmd in ("check-params", "segment", "metrics"):
+    for cmd in ("check-params", "segment", "metrics", "generate", "inspect", "export", "ui"):
         assert cmd in out
 
 
@@ -47,3 +47,73 @@ def test_stage_scripts_do_not_shadow_the_standard_library():
 
     scripts = [p.stem for p in (Path(__file__).resolve().parents[1] / "pipeline").glob("*.py")]
     assert scripts and not set(scripts) & set(sys.stdlib_module_names)
+
+
+def _curated(path):
+    import pyarrow as pa
+
+    from humpback.curate import CURATED_SCHEMA
+    from humpback.data.shards import write_table_atomic
+
+    rows = [{"id": f"c{i}", "instruction": f"How do I do thing {i}?", "response": f"Do it like this {i}. " * 20,
+             "score": s, "expected_score": e, "url": None} for i, (s, e) in enumerate([(5, 4.6), (3, 3.1), (4, 4.2)])]
+    write_table_atomic(pa.Table.from_pylist(rows, schema=CURATED_SCHEMA), path / "curated.parquet")
+
+
+def test_inspect_curated_pairs_filtered_and_sorted(tmp_path):
+    _curated(tmp_path)
+    result = CliRunner().invoke(main, ["inspect", str(tmp_path), "--min-score", "4", "--sort", "-score"])
+    assert result.exit_code == 0, result.output
+    assert "curated, 2 of 3 rows" in result.output
+    assert result.output.index("c0") < result.output.index("c2") and "c1" not in result.output
+    expected = CliRunner().invoke(main, ["inspect", str(tmp_path), "--expected", "--max-score", "4.5"])
+    assert "curated, 2 of 3 rows" in expected.output and "c0" not in expected.output
+
+
+def test_inspect_annotations_and_errors(tmp_path):
+    from pathlib import Path
+
+    fixture = Path(__file__).parent / "fixtures" / "annotations.json"
+    result = CliRunner().invoke(main, ["inspect", str(fixture), "--max-score", "1.5", "-n", "0"])
+    assert result.exit_code == 0, result.output
+    annotations = json.loads(fixture.read_text())
+    n = sum(a["preference"] is not None and a["preference"] <= 1.5 for a in annotations)
+    assert f"annotations, {n} of {len(annotations)} rows" in result.output
+    (tmp_path / "x.json").write_text(json.dumps([{"foo": 1}]))
+    bad = CliRunner().invoke(main, ["inspect", str(tmp_path / "x.json")])
+    assert bad.exit_code != 0 and "not a humpback dataset" in bad.output
+    missing = CliRunner().invoke(main, ["inspect", str(tmp_path / "nope")])
+    assert missing.exit_code != 0 and "no such file or folder" in missing.output
+
+
+def test_export_alpaca_eval_copies_outputs_and_annotations(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    missing = CliRunner().invoke(main, ["export", "alpaca-eval", "m1"])
+    assert missing.exit_code != 0 and "dvc repro answer@m1" in missing.output
+    outputs = [{"instruction": "q", "output": "a", "generator": "m1", "dataset": "demo"}]
+    answers = tmp_path / "data/eval/answers"
+    answers.mkdir(parents=True)
+    (answers / "m1.json").write_text(json.dumps(outputs))
+    judged = tmp_path / "data/eval/judged/m1"
+    judged.mkdir(parents=True)
+    (judged / "annotations.json").write_text("[]")
+    result = CliRunner().invoke(main, ["export", "alpaca-eval", "m1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "alpaca_eval/m1/model_outputs.json").read_text()) == outputs
+    assert (tmp_path / "alpaca_eval/m1/annotations.json").exists()
+
+
+def test_generate_answers_and_names_a_missing_model(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["generate", str(tiny_model_dir), "Say hi.", "--max-new-tokens", "3"])
+    assert result.exit_code == 0, result.output
+    missing = CliRunner().invoke(main, ["generate", "m9", "Say hi."])
+    assert missing.exit_code != 0 and "no model at 'models/m9'" in missing.output
+
+
+def test_ui_without_a_store_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    result = CliRunner().invoke(main, ["ui"])
+    assert result.exit_code != 0 and "run `dvc repro` first" in result.output

@@ -67,3 +67,23 @@ def test_repo_params_and_profiles_are_valid():
     assert len(files) >= 3
     for f in files:
         load_config(f)  # raises on any problem
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"evaluate": {"models": ["m0", "gpt4"]}}, "'evaluate': .*\\['gpt4'\\] are not pipeline models"),
+    ({"evaluate": {"reference": "m5"}}, "reference 'm5' must be one of models"),
+    ({"evaluate": {"models": ["m0", "m3"]}}, "evaluate.models: \\['m3'\\] are not trained by this pipeline"),
+    ({"evaluate": {"judge": {"kind": "claude"}}}, "'evaluate.judge.kind'.*'hf' or 'openai'"),
+    ({"evaluate": {"set": {"source": "local", "hub_dataset": "x/y"}}}, "hub_dataset is for source alpaca_eval"),
+    ({"scaling": {"sizes": [400, 100]}}, "'scaling.sizes'.*increasing"),
+    ({"scaling": {"iteration": 3}}, "scaling.iteration 3 is not in iterations"),
+])
+def test_evaluation_params_are_checked(data, message):
+    import re
+
+    assert re.search(message, _error(data)), _error(data)
+
+
+def test_the_api_key_has_no_place_in_params():
+    msg = _error({"evaluate": {"judge": {"openai": {"api_key": "sk-123"}}}})
+    assert "unknown key 'evaluate.judge.openai.api_key'" in msg and "api_key_env" in msg

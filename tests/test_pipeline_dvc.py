@@ -13,7 +13,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_STAGES = ("base_model", "seed", "corpus", "train_backward", "augment", "train_m0",
-              "score@1", "select@1", "train@1", "score@2", "select@2", "train@2")
+              "score@1", "select@1", "train@1", "score@2", "select@2", "train@2",
+              "eval_set", "answer@m0", "answer@m1", "answer@m2", "evaluate@m0", "evaluate@m1", "evaluate@m2",
+              "scaling", "report")
+TRAIN_RUNS = {"train backward", "train m0", "train m1", "train m2"}
 BIN = Path(sys.executable).parent
 
 
@@ -99,8 +102,10 @@ def test_mlflow_has_one_run_per_trained_model_with_lineage(repo):
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{dest / 'mlflow.db'}")
     exp = client.get_experiment_by_name("humpback")
     assert exp.artifact_location.startswith((dest / "mlartifacts").as_uri())
-    runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
-    assert set(runs) == {"train backward", "train m0", "train m1", "train m2"}
+    all_runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
+    assert set(all_runs) == TRAIN_RUNS | {"evaluate m0 vs m0", "evaluate m1 vs m0", "evaluate m2 vs m0",
+                                          "scaling iter2", "report"}
+    runs = {name: r for name, r in all_runs.items() if name in TRAIN_RUNS}
     lock = yaml.safe_load((dest / "dvc.lock").read_text())
     base_md5 = next(o["md5"] for o in lock["stages"]["base_model"]["outs"] if o["path"] == "models/base")
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=dest, capture_output=True, text=True).stdout.strip()
@@ -119,6 +124,49 @@ def test_mlflow_has_one_run_per_trained_model_with_lineage(repo):
     assert m2.data.tags["humpback.curator"] == "m1" and m2.data.params["humpback.curate_threshold"] == "3.0"
     assert m2.data.tags["dvc.input.data/curated/iter2"] == next(
         o["md5"] for o in lock["stages"]["select@2"]["outs"] if o["path"] == "data/curated/iter2")
+
+
+def test_evaluation_writes_alpaca_eval_files_metrics_and_report(repo):
+    dest, env, _ = repo
+    prompts = json.loads((dest / "data/eval/set/prompts.json").read_text())
+    assert len(prompts) == 6  # the smoke profile's max_prompts
+    assert json.loads((dest / "data/eval/answers/dataset.json").read_text()) == []  # the demo set has no references
+    for m in ("m0", "m1", "m2"):
+        outputs = json.loads((dest / f"data/eval/answers/{m}.json").read_text())
+        assert [set(o) for o in outputs] == [{"instruction", "output", "generator", "dataset"}] * 6
+        assert {o["generator"] for o in outputs} == {m}
+        metrics = json.loads((dest / f"metrics/eval/{m}.json").read_text())
+        assert metrics["reference"] == "m0" and metrics["n_total"] == 6 and metrics["failed"] == 0
+        assert 0 <= metrics["win_rate"] <= 100 and metrics["length_controlled_winrate"] is not None
+        annotations = json.loads((dest / f"data/eval/judged/{m}/annotations.json").read_text())
+        assert {a["generator_1"] for a in annotations} == {"m0"} and {a["generator_2"] for a in annotations} == {m}
+        assert all(1 <= a["preference"] <= 2 for a in annotations)
+    assert json.loads((dest / "metrics/eval/m0.json").read_text())["is_reference"] is True
+    judged = json.loads((dest / "metrics/eval/m1.json").read_text())
+    assert judged["n_wins"] + judged["n_wins_base"] + judged["n_draws"] == 6
+
+    scaling = json.loads((dest / "metrics/scaling.json").read_text())
+    assert [p["n"] for p in scaling["points"]] == [2, 4, 8] and scaling["alpha"] is not None
+    report = json.loads((dest / "metrics/report.json").read_text())
+    assert set(report["win_rate"]) == {"m0", "m1", "m2"} and report["reference"] == "m0"
+    assert report["kept"]["iter1"] == json.loads((dest / "metrics/curate/iter1.json").read_text())["kept"]
+    for png in ("win_rate", "scores", "kept_by_threshold", "scaling"):
+        assert (dest / f"plots/{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    shown = _run([str(BIN / "dvc"), "metrics", "show"], dest, env)
+    assert "metrics/eval/m1.json" in shown and "win_rate" in shown
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{dest / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("humpback")
+    runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
+    ev = runs["evaluate m1 vs m0"]
+    assert ev.data.metrics["eval.win_rate"] == pytest.approx(judged["win_rate"])
+    assert ev.data.params["judge"] == "hf" and ev.data.tags["dvc.stage"] == "evaluate@m1"
+    assert "annotations.json" in [a.path for a in client.list_artifacts(ev.info.run_id)]
+    # the win rate also lands on the run that trained M1
+    assert runs["train m1"].data.metrics["eval.win_rate"] == pytest.approx(judged["win_rate"])
+    assert {a.path for a in client.list_artifacts(runs["report"].info.run_id, "plots")} >= {"plots/win_rate.png"}
 
 
 def test_repro_again_does_nothing_and_a_param_change_reruns_only_its_stage(repo):
@@ -163,7 +211,9 @@ def test_bad_params_fail_before_any_work(repo):
 def test_dag_shape(repo):
     dest, env, _ = repo
     listed = _run([str(BIN / "dvc"), "stage", "list", "--name-only"], dest, env).split()
-    assert listed == list(ALL_STAGES[:6]) + ["score@1", "score@2", "select@1", "select@2", "train@1", "train@2"]
+    assert listed == list(ALL_STAGES[:6]) + ["score@1", "score@2", "select@1", "select@2", "train@1", "train@2",
+                                             "eval_set", "answer@m0", "answer@m1", "answer@m2", "evaluate@m0",
+                                             "evaluate@m1", "evaluate@m2", "scaling", "report"]
 
 
 def test_threshold_sweep_reruns_only_what_depends_on_selection(repo):
@@ -173,7 +223,9 @@ def test_threshold_sweep_reruns_only_what_depends_on_selection(repo):
     # which also exercises the empty selection (M1 then trains on the seed alone)
     log = _run([str(BIN / "dvc"), "exp", "run", "-S", "curate.threshold=4"], dest, env)
     ran = {s for s in ALL_STAGES if f"Running stage '{s}'" in log}
-    assert ran == {"select@1", "train@1", "score@2", "select@2", "train@2"}, log
+    needed = {"select@1", "train@1", "score@2", "select@2", "train@2", "answer@m1", "answer@m2", "scaling", "report"}
+    # the judge reruns only if the new M1/M2 answer differently (a tiny random model may not)
+    assert needed <= ran <= needed | {"evaluate@m1", "evaluate@m2"}, log
     curated = json.loads((dest / "metrics/curate/iter1.json").read_text())
     assert curated["threshold"] == 4 and curated["kept"] == 0
     assert json.loads((dest / "metrics/train/m1.json").read_text())["curated_pairs"] == 0

@@ -1,7 +1,8 @@
 """The `humpback` command: everyday helpers around the DVC pipeline.
 
-The pipeline itself runs with `dvc repro` (see dvc.yaml); these commands check parameters and
-let you look at what the corpus stage would do with a file before running it.
+The pipeline itself runs with `dvc repro` (see dvc.yaml); these commands check parameters, try a
+model or the segmenter by hand, show what the stages wrote, export answers for AlpacaEval and open
+the MLflow UI.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ def main() -> None:
     Run the pipeline:      dvc repro
     Check parameters:      humpback check-params params.yaml
     Try the segmenter:     humpback segment README.md
+    Ask a model:           humpback generate m2 "How do I keep basil alive?"
+    Look at the data:      humpback inspect data/curated/iter1 --min-score 5
+    Browse experiments:    humpback ui
     """
 
 
@@ -49,6 +53,13 @@ def check_params(path: str) -> None:
     click.echo(f"  seed:   {cfg.seed.source} {cfg.seed.hub_dataset or cfg.seed.path} (held out: {cfg.seed.heldout})")
     click.echo(f"  corpus: {sources}; {cfg.corpus.min_chars}-{cfg.corpus.max_chars} chars, "
                f"cap {cfg.corpus.max_segments or 'none'}")
+    c = cfg.curate
+    click.echo(f"  curate: {c.scorer} scorer, keep {'expected score' if c.use_expected_score else 'score'} >= {c.threshold}; "
+               f"iterations {', '.join(str(i) for i in sorted(cfg.iterations))}")
+    ev = cfg.evaluate
+    judge = ev.judge.model if ev.judge.kind == "hf" else f"{ev.judge.openai.model} at {ev.judge.openai.base_url}"
+    click.echo(f"  eval:   {ev.set.source} {ev.set.hub_dataset or ev.set.path}; {', '.join(ev.models)} vs {ev.reference}; "
+               f"judge {ev.judge.kind} ({judge})" + ("; scaling on" if cfg.scaling.enabled else ""))
 
 
 @main.command("segment")
@@ -126,6 +137,181 @@ def metrics_cmd(paths: tuple[str, ...], match: str) -> None:
         for key, value in _flatten(data):
             if match in key:
                 click.echo(f"  {key:<44} {value}")
+
+
+def _model_dir(model: str) -> Path:
+    """A pipeline model name (m1 -> models/m1) or a checkpoint folder; a clear error if neither."""
+    path = Path(model) if ("/" in model or Path(model).is_dir()) else Path("models") / model
+    if not (path / "config.json").is_file():
+        hint = " (run `dvc repro` to build it)" if path.parent == Path("models") else ""
+        raise click.ClickException(f"no model at '{path}'{hint}: give a pipeline model name (base, backward, m0, "
+                                   "m1, ...) or a folder with a transformers checkpoint")
+    return path
+
+
+@main.command("generate")
+@click.argument("model")
+@click.argument("prompt")
+@click.option("--tag/--no-tag", default=True, show_default=True,
+              help="Add evaluate.inference_tag (the paper's tags) as the stages do.")
+@click.option("--max-new-tokens", type=int, default=None, help="Default: evaluate.generation.max_new_tokens.")
+@click.option("--temperature", type=float, default=None, help="Default: evaluate.generation.temperature (0 = greedy).")
+@click.option("--seed", type=int, default=None, help="Default: evaluate.generation.seed.")
+@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False))
+def generate_cmd(model, prompt, tag, max_new_tokens, temperature, seed, params_path):
+    """Answer PROMPT with MODEL (m0, m1, ..., or a checkpoint folder), prompted as in evaluation.
+
+    \b
+    Example:
+      humpback generate m2 "Give me three tips for a first marathon."
+      humpback generate m0 "Write a haiku about rain." --no-tag --temperature 0
+      humpback generate models/backward "Sourdough needs a lively starter..." --no-tag
+    """
+    from humpback.config import ConfigError, load_config, parse_config
+    from humpback.models.generation import Sampling, make_engine
+    from humpback.prompts import forward_messages
+
+    path = _model_dir(model)
+    try:
+        # outside a project (no params.yaml) the defaults apply: the paper's tags and sampling
+        cfg = load_config(params_path) if Path(params_path).exists() else parse_config({})
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    g = cfg.evaluate.generation
+    engine = make_engine(g.engine, path, batch_size=1, precision=g.precision, max_input_tokens=g.max_input_tokens)
+    messages = forward_messages(prompt, cfg.evaluate.inference_tag if tag else None, cfg.prompts)
+    sampling = Sampling(g.temperature if temperature is None else temperature, g.top_p,
+                        max_new_tokens or g.max_new_tokens, g.seed if seed is None else seed)
+    click.echo(engine.generate([messages], sampling)[0].strip())
+
+
+@main.command("inspect")
+@click.argument("path", type=click.Path())
+@click.option("--min-score", type=float, default=None, help="Only rows scoring at least this (score or preference).")
+@click.option("--max-score", type=float, default=None, help="Only rows scoring at most this.")
+@click.option("--expected", is_flag=True, help="Filter and sort on the logits scorer's expected score.")
+@click.option("--sort", "sort_by", type=click.Choice(["none", "score", "-score"]), default="none", show_default=True,
+              help="Order by score, ascending or descending (-score).")
+@click.option("-n", "--limit", type=int, default=10, show_default=True, help="How many rows to show (0 = all).")
+@click.option("--width", type=int, default=60, show_default=True, help="Characters shown of each text column.")
+@click.option("--candidates", default="data/candidates", show_default=True,
+              help="Candidates to join to a scores table (so each rating shows its pair).")
+def inspect_cmd(path, min_score, max_score, expected, sort_by, limit, width, candidates):
+    """A readable table of a humpback dataset: corpus, candidates, scores, curated or seed pairs
+    (Parquet folders under data/), or AlpacaEval answers and annotations (JSON).
+
+    \b
+    Example:
+      humpback inspect data/curated/iter2
+      humpback inspect data/scores/iter1 --min-score 5 -n 20
+      humpback inspect data/scores/iter1 --expected --sort -score
+      humpback inspect data/eval/judged/m1/annotations.json --max-score 1.5
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from humpback.tables import KINDS, NotAHumpbackDataset, load, score_of
+
+    try:
+        kind, rows = load(path, candidates)
+    except NotAHumpbackDataset as exc:
+        raise click.ClickException(str(exc)) from None
+    total = len(rows)
+    if min_score is not None or max_score is not None:
+        def keep(r):
+            s = score_of(r, expected)
+            return s is not None and (min_score is None or s >= min_score) and (max_score is None or s <= max_score)
+        rows = [r for r in rows if keep(r)]
+    if sort_by != "none":
+        rows.sort(key=lambda r: (score_of(r, expected) is None, score_of(r, expected) or 0), reverse=sort_by == "-score")
+    shown = rows if limit == 0 else rows[:limit]
+    columns = [c for c in KINDS[kind][1] if any(c in r for r in shown)]
+    table = Table(title=f"{path}: {kind}, {len(rows)} of {total} rows" + (f", showing {len(shown)}" if len(shown) < len(rows) else ""))
+    for c in columns:
+        table.add_column(c, overflow="fold", max_width=width if c not in ("id", "score", "expected_score", "index") else None)
+    for r in shown:
+        cells = []
+        for c in columns:
+            v = r.get(c)
+            if isinstance(v, float):
+                v = f"{v:.3f}"
+            text = "" if v is None else " ".join(str(v).split())
+            cells.append(text if len(text) <= width else text[: width - 1] + "…")
+        table.add_row(*cells)
+    Console(width=max(80, width * 3)).print(table)
+
+
+@main.group("export")
+def export_group() -> None:
+    """Write pipeline results in other tools' formats."""
+
+
+@export_group.command("alpaca-eval")
+@click.argument("model")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Output file. Default: alpaca_eval/<model>/model_outputs.json")
+@click.option("--annotations/--no-annotations", default=True, show_default=True,
+              help="Also copy the judge's annotations (AlpacaEval format) beside it.")
+def export_alpaca_eval(model, out, annotations):
+    """Export MODEL's answers to the eval set in AlpacaEval's model-outputs format, ready for
+    `alpaca_eval evaluate --model_outputs FILE` (the answers come from `dvc repro answer@MODEL`).
+
+    \b
+    Example:
+      humpback export alpaca-eval m2
+      alpaca_eval evaluate --model_outputs alpaca_eval/m2/model_outputs.json --annotators_config weighted_alpaca_eval_gpt4_turbo
+    """
+    import json
+    import shutil
+
+    from humpback.tables import NotAHumpbackDataset, load
+
+    answers = Path("data/eval/answers") / f"{model}.json"
+    if not answers.is_file():
+        raise click.ClickException(f"no answers for '{model}' at {answers}: add it to evaluate.models and run "
+                                   f"`dvc repro answer@{model}`")
+    try:
+        kind, rows = load(answers)
+    except NotAHumpbackDataset as exc:
+        raise click.ClickException(str(exc)) from None
+    if kind != "model_outputs":
+        raise click.ClickException(f"{answers}: not AlpacaEval model outputs ({kind})")
+    out_path = Path(out or f"alpaca_eval/{model}/model_outputs.json")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    click.echo(f"{out_path}: {len(rows)} outputs of {model}")
+    judged = Path("data/eval/judged") / model / "annotations.json"
+    if annotations and judged.is_file():
+        shutil.copyfile(judged, out_path.with_name("annotations.json"))
+        click.echo(f"{out_path.with_name('annotations.json')}: the judge's annotations")
+
+
+@main.command("ui")
+@click.option("--port", type=int, default=5000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback by default: the UI has no login.")
+def ui_cmd(port, host):
+    """Open the MLflow UI on this project's store (mlflow.db, or MLFLOW_TRACKING_URI).
+
+    \b
+    Example:
+      humpback ui                 # then open the printed URL
+      humpback ui --port 5001
+    """
+    import os
+    import subprocess
+
+    from humpback import tracking
+
+    uri = tracking.tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        raise click.ClickException(f"no MLflow store at {uri.removeprefix('sqlite:///')}: run `dvc repro` first "
+                                   "(or set MLFLOW_TRACKING_URI)")
+    click.echo(f"MLflow UI on {uri}: http://{host}:{port}  (Ctrl-C to stop)")
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    try:
+        subprocess.run(cmd, check=False, env={**os.environ, "MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK": "true"})
+    except KeyboardInterrupt:
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,6 +7,7 @@ the dotted key, what is allowed and what was given, before any stage does work.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -257,6 +258,99 @@ class CurateConfig(_Section):
         return self
 
 
+# --------------------------------------------------------------------------------------- evaluate
+class EvalSetConfig(_Section):
+    # local: a .jsonl/.json/.parquet file of prompts (the demo set: data/demo/eval.jsonl);
+    # alpaca_eval: AlpacaEval's prompts with their reference outputs, from `hub_dataset` when set,
+    # else from `path` (a local copy in AlpacaEval's JSON format). `path` is a DVC dependency of
+    # eval_set either way (like seed.path), so it must name an existing file.
+    source: Literal["local", "alpaca_eval"] = "local"
+    path: str = "data/demo/eval.jsonl"
+    hub_dataset: str | None = None  # e.g. tatsu-lab/alpaca_eval
+    hub_file: str = "alpaca_eval.json"  # AlpacaEval 1.0: text-davinci-003 references (the paper's)
+    instruction_column: str = "instruction"
+    reference_column: str | None = "output"  # absent or null: no reference outputs in the set
+    max_prompts: PositiveInt | None = None  # the first n prompts (a quick look; null = all)
+
+    @model_validator(mode="after")
+    def _where(self) -> "EvalSetConfig":
+        if self.hub_dataset and self.source != "alpaca_eval":
+            raise ValueError("hub_dataset is for source alpaca_eval")
+        return self
+
+
+class OpenAIJudgeConfig(_Section):
+    # Any OpenAI-compatible chat endpoint: OpenAI, a vLLM or llama.cpp server. The key is read from
+    # the environment variable named here, never from params (so never in logs or MLflow).
+    base_url: str = "https://api.openai.com/v1"
+    model: str = "gpt-4o-mini"
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    max_retries: NonNegInt = 3  # per request, with backoff; then the judgement counts as failed
+    logprobs: bool = False  # ask for top logprobs of the verdict token: a weighted preference
+    max_tokens: PositiveInt = 8
+    concurrency: PositiveInt = 4
+
+
+class JudgeConfig(_Section):
+    # hf: a local model compares two answers; the probability of each verdict token comes from the
+    #     logits (one forward pass per order). openai: an OpenAI-compatible endpoint.
+    kind: Literal["hf", "openai"] = "hf"
+    model: str = "models/base"  # hf: a model folder (a DVC dependency of evaluate)
+    template: str | None = None  # null = src/humpback/prompts/judge.txt; {instruction} {output_a} {output_b}
+    batch_size: PositiveInt = 4
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    max_input_tokens: PositiveInt = 2048
+    openai: OpenAIJudgeConfig = OpenAIJudgeConfig()
+
+
+class EvaluateConfig(_Section):
+    set: EvalSetConfig = EvalSetConfig()
+    # The models that answer the eval set and are judged (answer@m, evaluate@m): base, m0, m1, ...
+    models: list[str] = ["m0", "m1", "m2"]
+    # What every model is compared with: one of `models`, or `dataset` (the set's reference outputs,
+    # e.g. text-davinci-003 for AlpacaEval 1.0). The paper's question: does M_i beat seed-only M0?
+    reference: str = "m0"
+    # The paper's best inference prompt (Table 8): both tags. Placed as prompts.tag_placement says.
+    inference_tag: str | None = "Answer in the style of an AI Assistant. Answer with knowledge from web search."
+    generation: GenerationConfig = GenerationConfig(max_new_tokens=256)
+    judge: JudgeConfig = JudgeConfig()
+    lc_splits: Annotated[int, Field(ge=2)] = 5  # cross-validation folds of the length-controlled GLM
+    # Optional CSV of per-prompt difficulty (AlpacaEval's instruction_difficulty.csv: prompt index,
+    # difficulty) for the LC GLM's difficulty term; null = the offline form without it.
+    instruction_difficulty: str | None = None
+
+    @model_validator(mode="after")
+    def _names(self) -> "EvaluateConfig":
+        bad = [m for m in self.models if not re.fullmatch(r"base|m\d+", m)]
+        if bad:
+            raise ValueError(f"models: {bad} are not pipeline models (allowed: base, m0, m1, ...)")
+        if len(set(self.models)) != len(self.models):
+            raise ValueError(f"models: {self.models} lists a model twice")
+        if self.reference != "dataset" and self.reference not in self.models:
+            raise ValueError(f"reference {self.reference!r} must be one of models {self.models} or 'dataset'")
+        return self
+
+
+class ScalingConfig(_Section):
+    # The paper's data-efficiency analysis (Fig. 4, Table 3): train on N curated pairs for each N,
+    # evaluate, and fit win rate = alpha * ln N + C. Off by default: it trains one model per size.
+    enabled: bool = False
+    sizes: list[PositiveInt] = [100, 200, 400, 800]
+    iteration: PositiveInt | None = None  # whose curated set A_k^(i); null = the last iteration
+    with_seed: bool = False  # also train on the seed pairs (the paper's curves use the dataset alone)
+    # optimizer steps per size (the paper's Table 18: 100 -> 30, 800 -> 300, ...); unlisted sizes use
+    # train.max_steps / train.epochs. The batch size follows train (8 under 3,000 examples, else 32).
+    steps: dict[PositiveInt, PositiveInt] = {}
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes(cls, value):
+        if len(value) < 2 or sorted(set(value)) != list(value):
+            raise ValueError("sizes must be at least two increasing, distinct numbers")
+        return value
+
+
 class Iteration(_Section):
     curator: str  # the model that scores the candidates in this iteration: m{i-1}
 
@@ -276,6 +370,8 @@ class Config(_Section):
     curate: CurateConfig = CurateConfig()
     # iteration i is curated by M_{i-1} and trains M_i: {"1": {curator: m0}, "2": {curator: m1}}
     iterations: dict[PositiveInt, Iteration] = {1: Iteration(curator="m0"), 2: Iteration(curator="m1")}
+    evaluate: EvaluateConfig = EvaluateConfig()
+    scaling: ScalingConfig = ScalingConfig()
     mlflow: MlflowConfig = MlflowConfig()
 
     @field_validator("iterations", mode="before")
@@ -297,6 +393,13 @@ class Config(_Section):
             if self.iterations[i].curator != f"m{i - 1}":
                 raise ValueError(f"iterations.{i}.curator must be m{i - 1} (M_{i-1} curates iteration {i}), "
                                  f"got {self.iterations[i].curator!r}")
+        known = {"base"} | {f"m{i}" for i in [0, *keys]}
+        unknown = [m for m in self.evaluate.models if m not in known]
+        if unknown:
+            raise ValueError(f"evaluate.models: {unknown} are not trained by this pipeline (iterations give "
+                             f"{sorted(known)}); add the iteration or drop the model")
+        if self.scaling.iteration is not None and self.scaling.iteration not in self.iterations:
+            raise ValueError(f"scaling.iteration {self.scaling.iteration} is not in iterations {keys}")
         return self
 
 

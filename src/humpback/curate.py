@@ -20,10 +20,9 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
 from humpback.config import CurateConfig
-from humpback.models.device import device, use_bf16
+from humpback.models.choices import ChoiceReader, choice_token_ids
 from humpback.models.generation import GenerationEngine, Sampling
 from humpback.prompts import rating_messages
 from humpback.shardmap import key_seed, map_shards, pending_rows
@@ -86,17 +85,10 @@ class GenerateScorer:
 
 def digit_token_ids(tok, prefix: str = "Score: ") -> list[int]:
     """Token ids that spell "1".."5" right after ``prefix`` (so the prompt can end with the prefix)."""
-    base = tok.encode(prefix, add_special_tokens=False)
-    ids = []
-    for k in SCORES:
-        full = tok.encode(prefix + str(k), add_special_tokens=False)
-        if full[: len(base)] != base or len(full) != len(base) + 1:
-            raise ValueError(f"the tokenizer does not spell '{prefix}{k}' as the prefix plus one token")
-        ids.append(full[-1])
-    return ids
+    return choice_token_ids(tok, prefix, [str(k) for k in SCORES])
 
 
-class LogitsScorer:
+class LogitsScorer(ChoiceReader):
     """One forward pass per pair: the answer is forced to start with "Score: " and the next-token
     probabilities of "1".."5" (renormalised over the five) give the argmax and the expected score.
     No sampling and no reasoning text: far cheaper than generating a rating."""
@@ -105,36 +97,7 @@ class LogitsScorer:
     PREFIX = "Score: "
 
     def __init__(self, model_dir: str | Path, batch_size: int = 8, precision: str = "auto", max_input_tokens: int = 2048):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        self.tok = AutoTokenizer.from_pretrained(model_dir)
-        self.tok.padding_side = "left"
-        if self.tok.pad_token is None:
-            self.tok.pad_token = self.tok.eos_token
-        dtype = torch.bfloat16 if use_bf16(precision) else torch.float32
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device()).eval()
-        self.digits = digit_token_ids(self.tok, self.PREFIX)
-        self.batch_size, self.max_input_tokens = batch_size, max_input_tokens
-
-    def encode(self, conversation: list[dict]) -> list[int]:
-        text = self.tok.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False) + self.PREFIX
-        return self.tok(text, add_special_tokens=False)["input_ids"][-self.max_input_tokens:]
-
-    @torch.inference_mode()
-    def probabilities(self, conversations: list[list[dict]], on_batch=None) -> list[list[float]]:
-        encoded = [self.encode(c) for c in conversations]
-        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
-        probs: list[list[float]] = [[]] * len(encoded)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            batch = self.tok.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt").to(self.model.device)
-            logits = self.model(**batch, logits_to_keep=1).logits[:, -1, :]  # left padding: last position
-            p = torch.softmax(logits[:, self.digits].float(), dim=-1)
-            for i, row in zip(idx, p.tolist()):
-                probs[i] = row
-            if on_batch:
-                on_batch(len(idx))
-        return probs
+        super().__init__(model_dir, [str(k) for k in SCORES], self.PREFIX, batch_size, precision, max_input_tokens)
 
     def score(self, conversations: list[list[dict]], seed: int, on_batch=None) -> list[dict]:
         rows = []
@@ -253,4 +216,20 @@ def histogram_rows(metrics: dict) -> list[dict]:
     """Rows of the score histogram plot (DVC plots read CSV)."""
     rows = [{"score": str(k), "count": metrics["scores"][str(k)]} for k in SCORES]
     rows.append({"score": "none", "count": metrics["unparseable"]})
+    return rows
+
+
+def threshold_curve(scores_dir: str | Path, step: float = 0.25) -> list[dict]:
+    """How many pairs each threshold would keep: ``score >= k`` for k = 1..5 and, for the logits
+    scorer, ``expected_score >= t`` on a grid. Threshold-independent: the data behind a sweep."""
+    from humpback.data.shards import read_table
+
+    scores = read_table(scores_dir, ["score", "expected_score"]).to_pylist()
+    expected = [s["expected_score"] for s in scores if s["expected_score"] is not None]
+    rows = []
+    for i in range(int(4 / step) + 1):
+        t = 1 + i * step
+        rows.append({"threshold": t,
+                     "kept_score": sum(s["score"] is not None and s["score"] >= t for s in scores) if t == int(t) else "",
+                     "kept_expected_score": sum(e >= t for e in expected) if expected else ""})
     return rows

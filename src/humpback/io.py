@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -41,3 +43,35 @@ def inner_suffix(path: Path) -> str:
 def open_binary(path: Path):
     """Open a file for reading bytes, decompressing it on the fly when it ends in .gz."""
     return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
+
+
+def read_records(path: Path, error: type[Exception] = ValueError, what: str = "data") -> Iterator[tuple[str, dict]]:
+    """(location, row) for every row of a .jsonl/.json/.parquet file (optionally .gz); the location
+    (``file:line``, ``file row i``) lets callers name the exact row in their errors."""
+    suffix = inner_suffix(path)
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        for i, row in enumerate(pq.read_table(path).to_pylist()):
+            yield f"{path} row {i}", row
+        return
+    if suffix not in (".jsonl", ".json"):
+        raise error(f"{path}: unsupported {what} file type '{suffix}' (use .jsonl, .json or .parquet)")
+    with io.TextIOWrapper(open_binary(path), encoding="utf-8") as fh:
+        if suffix == ".json":
+            try:
+                data = json.load(fh)
+            except json.JSONDecodeError as exc:
+                raise error(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+            if not isinstance(data, list):
+                raise error(f"{path}: a .json {what} file must hold a list of objects")
+            for i, row in enumerate(data):
+                yield f"{path} item {i}", row
+            return
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield f"{path}:{lineno}", json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise error(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None

@@ -100,3 +100,17 @@ def stage_run(experiment: str, run_name: str, tags: dict[str, str]):
     with mlflow.start_run(run_name=run_name, tags=tags) as run:
         yield run
     mlflow.flush_async_logging()
+
+
+def model_run_id(experiment: str, name: str, model_dir: str | Path) -> str | None:
+    """The training run that produced exactly this checkpoint (same name and content digest), if any."""
+    import mlflow
+
+    exp = mlflow.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    runs = mlflow.search_runs(
+        experiment_ids=[exp.experiment_id], output_format="list", max_results=1, order_by=["attributes.start_time DESC"],
+        filter_string=f"tags.`humpback.model` = '{name}' and tags.`humpback.output_digest` = '{dir_digest(model_dir)}'",
+    )
+    return runs[0].info.run_id if runs else None

@@ -9,8 +9,6 @@ order of the prompt's message id: deterministic, independent of file order, and 
 from __future__ import annotations
 
 import hashlib
-import io
-import json
 import random
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -20,7 +18,7 @@ import pyarrow as pa
 from humpback.config import SeedConfig
 from humpback.data.dedup import content_id
 from humpback.data.shards import SEED_SCHEMA
-from humpback.io import inner_suffix, open_binary
+from humpback.io import read_records
 
 OASST_PAPER_PAIRS = 3200
 
@@ -30,40 +28,12 @@ class SeedDataError(ValueError):
 
 
 # ------------------------------------------------------------------------------------ local files
-def _read_rows(path: Path) -> Iterator[tuple[str, dict]]:
-    """(location, row) for every row of a .jsonl/.json/.parquet file (optionally .gz)."""
-    suffix = inner_suffix(path)
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        for i, row in enumerate(pq.read_table(path).to_pylist()):
-            yield f"{path} row {i}", row
-        return
-    if suffix not in (".jsonl", ".json"):
-        raise SeedDataError(f"{path}: unsupported seed file type '{suffix}' (use .jsonl, .json or .parquet)")
-    with io.TextIOWrapper(open_binary(path), encoding="utf-8") as fh:
-        if suffix == ".json":
-            data = json.load(fh)
-            if not isinstance(data, list):
-                raise SeedDataError(f"{path}: a .json seed file must hold a list of objects")
-            for i, row in enumerate(data):
-                yield f"{path} item {i}", row
-            return
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                yield f"{path}:{lineno}", json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SeedDataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-
-
 def load_local_pairs(path: str | Path, instruction_column: str, response_column: str) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise SeedDataError(f"seed.path: '{path}' is not a file")
     pairs = []
-    for where, row in _read_rows(path):
+    for where, row in read_records(path, SeedDataError, "seed"):
         if not isinstance(row, dict):
             raise SeedDataError(f"{where}: expected an object with '{instruction_column}' and '{response_column}'")
         missing = [c for c in (instruction_column, response_column) if not isinstance(row.get(c), str)]
@@ -146,7 +116,7 @@ def load_oasst_messages(cfg: SeedConfig) -> Iterator[dict]:
     local = Path(cfg.path).expanduser()
     if not local.is_file():
         raise SeedDataError(f"seed.path: '{local}' is not a file (set seed.hub_dataset to load OASST from the hub)")
-    for _, row in _read_rows(local):
+    for _, row in read_records(local, SeedDataError, "seed"):
         yield row
 
 

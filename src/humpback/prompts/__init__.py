@@ -6,6 +6,7 @@ exactly the messages it was trained on, and forward models see the tags where th
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -13,7 +14,8 @@ from humpback.config import PromptsConfig
 
 PLACEHOLDER = "{response}"
 INSTRUCTION_PLACEHOLDER = "{instruction}"
-REQUIRED = {"backward": (PLACEHOLDER,), "rate": (INSTRUCTION_PLACEHOLDER, PLACEHOLDER)}
+JUDGE_PLACEHOLDERS = ("{instruction}", "{output_a}", "{output_b}")
+REQUIRED = {"backward": (PLACEHOLDER,), "rate": (INSTRUCTION_PLACEHOLDER, PLACEHOLDER), "judge": JUDGE_PLACEHOLDERS}
 
 
 def read_template(name: str, path: str | None = None) -> str:
@@ -38,11 +40,22 @@ def backward_messages(response: str, template: str) -> list[dict]:
     return [{"role": "user", "content": template.replace(PLACEHOLDER, response.strip())}]
 
 
+def fill(template: str, values: dict[str, str]) -> str:
+    """Replace ``{name}`` placeholders in one pass: a value that itself contains ``{response}`` or
+    braces stays as it is (no str.format: texts hold braces)."""
+    pattern = re.compile("|".join(re.escape("{" + k + "}") for k in values))
+    return pattern.sub(lambda m: values[m.group(0)[1:-1]], template)
+
+
 def rating_messages(instruction: str, response: str, template: str) -> list[dict]:
-    """The curator's input: the pair inside the rating template (placeholders filled in one pass)."""
-    filled = template.replace(INSTRUCTION_PLACEHOLDER, "\x00I\x00").replace(PLACEHOLDER, "\x00R\x00")
-    filled = filled.replace("\x00I\x00", instruction.strip()).replace("\x00R\x00", response.strip())
-    return [{"role": "user", "content": filled}]
+    """The curator's input: the pair inside the rating template."""
+    return [{"role": "user", "content": fill(template, {"instruction": instruction.strip(), "response": response.strip()})}]
+
+
+def judge_messages(instruction: str, output_a: str, output_b: str, template: str) -> list[dict]:
+    """The judge's input: a request and two answers, shown as A and B."""
+    values = {"instruction": instruction.strip(), "output_a": output_a.strip(), "output_b": output_b.strip()}
+    return [{"role": "user", "content": fill(template, values)}]
 
 
 def forward_messages(instruction: str, tag: str | None, cfg: PromptsConfig) -> list[dict]:

@@ -1,0 +1,49 @@
+"""Stage `answer@m`: model m answers every eval prompt (paper §3.1, generation for AlpacaEval).
+
+\b
+    dvc repro answer@m1
+    python pipeline/answer.py --name m1 --model models/m1 --set data/eval/set --out data/eval/answers/m1.json
+
+Reads `evaluate.generation` (T=0.7, p=0.9, seeded), `evaluate.inference_tag` (the paper's best:
+both tags) and `prompts.tag_placement`. Writes AlpacaEval's model-outputs JSON (instruction,
+output, generator, dataset), which the official `alpaca_eval --model_outputs` reads unchanged.
+"""
+
+import json
+import logging
+import time
+
+import click
+
+from _common import load_params, params_option
+from humpback.evaluate import answer
+from humpback.io import write_json
+from humpback.models.generation import make_engine
+
+log = logging.getLogger("humpback.answer")
+
+
+@click.command(help=__doc__)
+@params_option
+@click.option("--name", required=True, help="The model's name in the outputs (generator): m0, m1, base, ...")
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--set", "set_dir", default="data/eval/set", show_default=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--progress/--no-progress", default=True)
+def main(params_path, name, model_dir, set_dir, out, progress):
+    cfg = load_params(params_path)
+    rows = json.loads(open(f"{set_dir}/prompts.json", encoding="utf-8").read())
+    g = cfg.evaluate.generation
+    start = time.perf_counter()
+    engine = make_engine(g.engine, model_dir, batch_size=g.batch_size, precision=g.precision,
+                         max_input_tokens=g.max_input_tokens)
+    outputs = answer(rows, engine, cfg.evaluate, cfg.prompts, name, progress)
+    write_json(out, outputs)
+    empty = sum(not o["output"] for o in outputs)
+    if empty:
+        log.warning("%s: %d empty answers (kept: an empty answer loses its comparison)", name, empty)
+    log.info("answer@%s: %d prompts in %.0fs -> %s", name, len(outputs), time.perf_counter() - start, out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""The research report: win rate per iteration, score histograms per curator, kept-set sizes per
+threshold, and the data-scaling fit (paper Fig. 4 / Table 3), as PNG plots and one JSON summary.
+
+Everything is read from the small metric files the stages write, so the report is cheap to redo
+and reads the same from any DVC experiment.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+
+SCORE_LABELS = ["1", "2", "3", "4", "5", "none"]
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def collect(metrics_dir: str | Path, models: list[str], iterations: list[int]) -> dict:
+    """The numbers behind the report, from metrics/eval, metrics/curate and metrics/scaling.json."""
+    metrics_dir = Path(metrics_dir)
+    evals = {m: e for m in models if (e := _read_json(metrics_dir / "eval" / f"{m}.json"))}
+    curate = {i: c for i in iterations if (c := _read_json(metrics_dir / "curate" / f"iter{i}.json"))}
+    curves = {}
+    for i in iterations:
+        path = metrics_dir / "curate" / f"iter{i}_thresholds.csv"
+        if path.exists():
+            with open(path, newline="") as fh:
+                curves[i] = list(csv.DictReader(fh))
+    return {"eval": evals, "curate": curate, "curves": curves,
+            "scaling": _read_json(metrics_dir / "scaling.json")}
+
+
+def summary(data: dict) -> dict:
+    evals, curate = data["eval"], data["curate"]
+    out = {
+        "win_rate": {m: e.get("win_rate") for m, e in evals.items()},
+        "standard_error": {m: e.get("standard_error") for m, e in evals.items()},
+        "lc_win_rate": {m: e.get("length_controlled_winrate") for m, e in evals.items()},
+        "reference": next((e["reference"] for e in evals.values()), None),
+        "kept": {f"iter{i}": c["kept"] for i, c in curate.items()},
+        "threshold": next((c["threshold"] for c in curate.values()), None),
+    }
+    judged = {m: w for m, w in out["win_rate"].items() if w is not None and not evals[m].get("is_reference")}
+    if judged:
+        out["best_model"] = max(judged, key=judged.get)
+    scaling = data.get("scaling") or {}
+    if scaling.get("alpha") is not None:
+        out["scaling_alpha"] = scaling["alpha"]
+    return out
+
+
+def plot_win_rates(data: dict, path: Path) -> Path:
+    evals = data["eval"]
+    models = list(evals)
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    x = range(len(models))
+    wr = [evals[m].get("win_rate") or math.nan for m in models]
+    se = [evals[m].get("standard_error") or 0 for m in models]
+    lc = [evals[m].get("length_controlled_winrate") or math.nan for m in models]
+    ax.errorbar(x, wr, yerr=se, marker="o", capsize=4, label="win rate ± s.e.")
+    ax.plot(x, lc, marker="s", linestyle="--", label="length-controlled")
+    ax.axhline(50, color="grey", linewidth=0.8)
+    ax.set_xticks(list(x), models)
+    ax.set_ylim(0, 100)
+    reference = next((e["reference"] for e in evals.values()), "?")
+    return _finish(fig, ax, path, "model", "% wins vs reference", f"Win rate per model against {reference}")
+
+
+def plot_scores(data: dict, path: Path) -> Path:
+    curate = data["curate"]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    width = 0.8 / max(len(curate), 1)
+    for j, (i, c) in enumerate(sorted(curate.items())):
+        counts = [c["scores"].get(k, 0) for k in SCORE_LABELS[:5]] + [c.get("unparseable", 0)]
+        ax.bar([k + j * width for k in range(len(SCORE_LABELS))], counts, width,
+               label=f"iteration {i} (curator m{i - 1})")
+    ax.set_xticks([k + width * (len(curate) - 1) / 2 for k in range(len(SCORE_LABELS))], SCORE_LABELS)
+    return _finish(fig, ax, path, "curator score (argmax)", "candidate pairs", "Score distribution per curator")
+
+
+def plot_kept(data: dict, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for i, rows in sorted(data["curves"].items()):
+        # the curve of what selection compares: the argmax score or the expected score
+        compared = data["curate"].get(i, {}).get("compared", "score")
+        column = f"kept_{compared}"
+        pts = [(float(r["threshold"]), int(r[column])) for r in rows if r[column] != ""]
+        ax.plot(*zip(*pts), marker=".", label=f"iteration {i} ({column.removeprefix('kept_').replace('_', ' ')})")
+    threshold = next((c["threshold"] for c in data["curate"].values()), None)
+    if threshold is not None:
+        ax.axvline(threshold, color="grey", linestyle=":", label=f"threshold {threshold}")
+    return _finish(fig, ax, path, "threshold k", "pairs kept (|A_k|)", "Kept-set size per threshold")
+
+
+def plot_scaling(scaling: dict, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    pts = [(p["n"], p["win_rate"]) for p in scaling["points"] if p.get("win_rate") is not None]
+    ax.semilogx(*zip(*pts), marker="o", linestyle="", base=2, label="measured")
+    if scaling.get("alpha") is not None:
+        ns = [pts[0][0], pts[-1][0]]
+        ax.semilogx(ns, [scaling["alpha"] * math.log(n) + scaling["intercept"] for n in ns], base=2,
+                    label=f"fit: {scaling['alpha']:.2f} ln N + {scaling['intercept']:.1f}")
+    return _finish(fig, ax, path, "curated training pairs N", "win rate %", "Data-scaling efficiency")
+
+
+def _finish(fig, ax, path: Path, xlabel: str, ylabel: str, title: str) -> Path:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    # no timestamp in the PNG: the same numbers give the same bytes, so DVC sees no change
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
+def write_report(metrics_dir: str | Path, plots_dir: str | Path, models: list[str], iterations: list[int]) -> tuple[dict, list[Path]]:
+    data = collect(metrics_dir, models, iterations)
+    plots_dir = Path(plots_dir)
+    made = []
+    if data["eval"]:
+        made.append(plot_win_rates(data, plots_dir / "win_rate.png"))
+    if data["curate"]:
+        made.append(plot_scores(data, plots_dir / "scores.png"))
+    if data["curves"]:
+        made.append(plot_kept(data, plots_dir / "kept_by_threshold.png"))
+    scaling = data.get("scaling") or {}
+    if scaling.get("points"):
+        made.append(plot_scaling(scaling, plots_dir / "scaling.png"))
+    return summary(data), made
+
+
+def win_rate_rows(summary_: dict) -> list[dict]:
+    """Rows of the win-rate plot for `dvc plots diff` (one per model)."""
+    return [{"model": m, "win_rate": w, "lc_win_rate": summary_["lc_win_rate"].get(m)}
+            for m, w in summary_["win_rate"].items()]

@@ -1,0 +1,148 @@
+"""Judges: verdict parsing, the local logits judge, and an OpenAI-compatible judge against a fake
+server on loopback that fails in the ways real endpoints do."""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from humpback.config import JudgeConfig, OpenAIJudgeConfig
+from humpback.judges import HFJudge, OpenAIJudge, parse_verdict
+from humpback.prompts import read_template
+
+TEMPLATE = read_template("judge")
+PAIRS = [("Name a colour.", "Blue.", "A colour is blue, like the sky on a clear day."),
+         ("Add 2 and 2.", "4", "5"),
+         ("Say hi.", "Hello!", "Hi there!")]
+
+
+@pytest.mark.parametrize("text, letter", [
+    ("B", "B"), ("A", "A"), (" **A**", "A"), ("Answer B.", "B"), ("B is better", "B"), ("(A)", "A"),
+    ("Both are fine", None), ("", None), ("AB", None), ("I pick answer: b", None),
+])
+def test_parse_verdict(text, letter):
+    assert parse_verdict(text) == letter
+
+
+def test_hf_judge_reads_a_distribution_over_a_and_b(tiny_model_dir):
+    judge = HFJudge(str(tiny_model_dir), TEMPLATE, batch_size=2, precision="fp32")
+    got = {}
+    judge.judge(PAIRS, lambda i, v: got.__setitem__(i, v))
+    assert sorted(got) == [0, 1, 2]
+    for v in got.values():
+        assert 0 < v.p_b < 1 and v.error is None
+        a, b = (float(x.split("=")[1]) for x in v.raw.split())
+        assert a + b == pytest.approx(1, abs=1e-5)
+
+
+class FakeOpenAI:
+    """A tiny OpenAI-compatible server: each request takes the next scripted behaviour."""
+
+    def __init__(self, script, key="sk-test"):
+        self.script, self.key, self.requests = list(script), key, []
+        self.lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with fake.lock:
+                    fake.requests.append({"auth": self.headers.get("Authorization"), "body": body})
+                    action = fake.script.pop(0) if fake.script else "A"
+                if action == "sleep":
+                    time.sleep(1.5)
+                    action = "A"
+                if action == "500":
+                    return self._send(500, b'{"error": {"message": "boom"}}')
+                if action == "malformed":
+                    return self._send(200, b"{this is not json")
+                message = {"role": "assistant", "content": action}
+                choice = {"index": 0, "message": message, "finish_reason": "stop"}
+                if body.get("logprobs"):
+                    choice["logprobs"] = {"content": [{"token": "B", "logprob": -0.2231, "bytes": None, "top_logprobs": [
+                        {"token": "B", "logprob": -0.2231, "bytes": None}, {"token": "A", "logprob": -1.6094, "bytes": None}]}]}
+                reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"], "choices": [choice]}
+                self._send(200, json.dumps(reply).encode())
+
+            def _send(self, code, payload):
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.fixture
+def fake_server():
+    servers = []
+
+    def start(script):
+        servers.append(FakeOpenAI(script))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+def _judge(url, monkeypatch, **kw):
+    monkeypatch.setenv("HUMPBACK_TEST_KEY", "sk-test")
+    o = OpenAIJudgeConfig(base_url=url, model="judge-1", api_key_env="HUMPBACK_TEST_KEY", concurrency=1,
+                          timeout_s=kw.pop("timeout_s", 5), max_retries=kw.pop("max_retries", 2), **kw)
+    return OpenAIJudge(JudgeConfig(kind="openai", openai=o), TEMPLATE, retry_wait_s=0.01)
+
+
+def _run(judge, pairs):
+    got = {}
+    judge.judge(pairs, lambda i, v: got.__setitem__(i, v))
+    return [got[i] for i in range(len(pairs))]
+
+
+def test_openai_judge_reads_letters_and_sends_the_key_from_the_environment(fake_server, monkeypatch):
+    server = fake_server(["A", "B", "**B**"])
+    verdicts = _run(_judge(server.url, monkeypatch), PAIRS)
+    assert [v.p_b for v in verdicts] == [0.0, 1.0, 1.0]
+    assert all(r["auth"] == "Bearer sk-test" for r in server.requests)
+    body = server.requests[0]["body"]
+    assert body["model"] == "judge-1" and body["temperature"] == 0
+    assert "Answer A:" in body["messages"][0]["content"] and "Blue." in body["messages"][0]["content"]
+
+
+def test_openai_judge_weights_by_logprobs(fake_server, monkeypatch):
+    server = fake_server(["B"])
+    (v,) = _run(_judge(server.url, monkeypatch, logprobs=True), PAIRS[:1])
+    assert v.p_b == pytest.approx(0.8 / (0.8 + 0.2), abs=1e-3)
+    assert server.requests[0]["body"]["top_logprobs"] == 5
+
+
+def test_openai_judge_retries_500_timeout_and_malformed_replies(fake_server, monkeypatch):
+    server = fake_server(["500", "B", "sleep", "malformed", "A"])
+    verdicts = _run(_judge(server.url, monkeypatch, timeout_s=0.5, max_retries=2), PAIRS[:3])
+    assert [v.p_b for v in verdicts] == [1.0, 0.0, 0.0]
+    assert all(v.error is None for v in verdicts)
+
+
+def test_openai_judge_counts_a_verdict_it_cannot_get_without_raising(fake_server, monkeypatch):
+    server = fake_server(["I cannot decide", "no idea", "500", "500", "500", "500", "B"])
+    verdicts = _run(_judge(server.url, monkeypatch, max_retries=1), PAIRS[:3])
+    assert verdicts[0].p_b is None and "unparseable" in verdicts[0].error
+    assert verdicts[1].p_b is None and "InternalServerError" in verdicts[1].error
+    assert verdicts[2].p_b == 1.0
+
+
+def test_openai_judge_without_a_key_for_openai_says_which_variable(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(ValueError, match="OPENAI_API_KEY"):
+        OpenAIJudge(JudgeConfig(kind="openai"), TEMPLATE)
