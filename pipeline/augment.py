@@ -15,6 +15,7 @@ sampling settings) and metrics/augment.json.
 import logging
 
 import click
+import mlflow
 
 from _common import load_params, params_option
 from humpback import tracking
@@ -38,13 +39,18 @@ def main(params_path, model, corpus, out, metrics_path, progress):
     g = cfg.augment.generation
     template = read_template("backward", cfg.prompts.backward)
     digest = tracking.dir_digest(model)
-    report = augment(
-        corpus, out,
-        lambda: make_engine(g.engine, model, batch_size=g.batch_size, precision=g.precision,
-                            max_input_tokens=g.max_input_tokens),
-        cfg.augment, template, digest, progress=progress,
-    )
-    metrics = report.metrics()
+    tags = {**tracking.base_tags([model, corpus]), "humpback.role": "augment", "humpback.backward_model": digest}
+    with tracking.stage_run(cfg.mlflow.experiment, "augment", tags, outputs=[out]):
+        mlflow.log_params({f"generation.{k}": v for k, v in g.model_dump().items()})
+        report = augment(
+            corpus, out,
+            lambda: make_engine(g.engine, model, batch_size=g.batch_size, precision=g.precision,
+                                max_input_tokens=g.max_input_tokens),
+            cfg.augment, template, digest, progress=progress,
+        )
+        metrics = report.metrics()
+        mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        tracking.log_to_parent({"augment.candidates": report.candidates})
     write_json(metrics_path, metrics)
     if report.empty:
         log.warning("%d segments got an empty instruction and were left out", report.empty)

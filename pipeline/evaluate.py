@@ -86,12 +86,15 @@ def main(params_path, name, answers, reference_name, set_dir, out, metrics_path,
     numbers.update({k: metrics[k] for k in ("n_wins", "n_wins_base", "n_draws", "n_total", "failed")})
     tags = {**tracking.base_tags([model_dir, f"data/eval/answers/{name}.json", f"data/eval/answers/{reference_name}.json"]),
             "humpback.role": "eval", "humpback.model": name, "humpback.reference": reference_name}
-    with tracking.stage_run(cfg.mlflow.experiment, f"evaluate {name} vs {reference_name}", tags):
+    if name[1:].isdigit() and name.startswith("m"):
+        tags["humpback.iteration"] = name[1:]
+    with tracking.stage_run(cfg.mlflow.experiment, f"evaluate {name} vs {reference_name}", tags, outputs=[str(out)]):
         mlflow.log_params({"judge": ev.judge.kind, "judge_model": judge_label, "reference": reference_name,
                            "eval_set": ev.set.source, "eval_prompts": len(rows), "inference_tag": ev.inference_tag,
                            **{f"generation.{k}": v for k, v in ev.generation.model_dump().items()}})
         mlflow.log_metrics({f"eval.{k}": v for k, v in numbers.items()})
         mlflow.log_artifact(str(out / "annotations.json"))
+        tracking.log_to_parent({f"{name}.{k}": numbers.get(k) for k in WIN_RATES})
     if Path(model_dir).is_dir():
         run_id = tracking.model_run_id(cfg.mlflow.experiment, name, model_dir)
         if run_id:

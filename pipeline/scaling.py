@@ -87,7 +87,7 @@ def main(params_path, out, metrics_path, progress):
     base_digest = tracking.dir_digest("models/base")
     points, keep = [], set()
     tags = {**tracking.base_tags(["models/base", "data/seed", f"data/curated/iter{iteration}"]), "humpback.role": "scaling"}
-    with tracking.stage_run(cfg.mlflow.experiment, f"scaling iter{iteration}", tags):
+    with tracking.stage_run(cfg.mlflow.experiment, f"scaling iter{iteration}", tags, outputs=[out]):
         mlflow.log_params({"sizes": sc.sizes, "iteration": iteration, "with_seed": sc.with_seed,
                            "available_pairs": len(curated), "reference": ev.reference, "judge": ev.judge.kind})
         for n in sizes:
@@ -135,6 +135,7 @@ def main(params_path, out, metrics_path, progress):
         fit = fit_log_curve(points)
         if fit["alpha"] is not None:
             mlflow.log_metrics({f"scaling.{k}": v for k, v in fit.items() if v is not None})
+            tracking.log_to_parent({"scaling.alpha": fit["alpha"]})
     write_json(metrics_path, {"enabled": True, "iteration": iteration, "reference": ev.reference, "log": "natural",
                               "skipped_sizes": skipped, "points": points, **fit})
     log.info("scaling: alpha = %s (win rate = alpha * ln N + C over N = %s)", fit["alpha"], sizes)

@@ -14,6 +14,7 @@ parse error) and metrics/score/iter<i>.json (counts per score, unparseable ratin
 import logging
 
 import click
+import mlflow
 
 from _common import load_params, params_option
 from humpback import tracking
@@ -34,7 +35,8 @@ log = logging.getLogger("humpback.score")
 @click.option("--metrics", "metrics_path", default=None, help="Default: metrics/score/iter<i>.json")
 @click.option("--progress/--no-progress", default=True)
 def main(params_path, iteration, curator, candidates, out, metrics_path, progress):
-    cfg = load_params(params_path).curate
+    params = load_params(params_path)
+    cfg = params.curate
     template = read_template("rate", cfg.template)
     g = cfg.generation
 
@@ -45,9 +47,16 @@ def main(params_path, iteration, curator, candidates, out, metrics_path, progres
                              max_input_tokens=g.max_input_tokens)
         return GenerateScorer(engine, Sampling(g.temperature, g.top_p, g.max_new_tokens, g.seed))
 
-    report = score_candidates(candidates, out, iteration, make_scorer, cfg, template, tracking.dir_digest(curator),
-                              progress=progress)
-    metrics = {"iteration": iteration, "curator": curator, "scorer": cfg.scorer, **report.metrics()}
+    tags = {**tracking.base_tags([curator, candidates]), "humpback.role": "score",
+            "humpback.iteration": str(iteration), "humpback.curator": curator}
+    with tracking.stage_run(params.mlflow.experiment, f"score iter{iteration}", tags, outputs=[out]):
+        mlflow.log_params({"scorer": cfg.scorer, "curator": curator, "template": cfg.template or "packaged rate.txt"})
+        report = score_candidates(candidates, out, iteration, make_scorer, cfg, template, tracking.dir_digest(curator),
+                                  progress=progress)
+        metrics = {"iteration": iteration, "curator": curator, "scorer": cfg.scorer, **report.metrics()}
+        mlflow.log_metrics({f"score_{k}": v for k, v in metrics["scores"].items()} | {"pairs": report.pairs,
+                                                                                     "unparseable": metrics["unparseable"]})
+        tracking.log_to_parent({f"iter{iteration}.score5_share": metrics["scores"]["5"] / max(report.pairs, 1)})
     write_json(metrics_path or f"metrics/score/iter{iteration}.json", metrics)
     if metrics["unparseable"]:
         log.warning("%d ratings had no parseable score (%s); they count as unscored",

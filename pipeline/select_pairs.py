@@ -19,8 +19,10 @@ import shutil
 from pathlib import Path
 
 import click
+import mlflow
 
 from _common import load_params, params_option
+from humpback import tracking
 from humpback.curate import histogram_rows, select, threshold_curve
 from humpback.data.shards import write_table_atomic
 from humpback.io import write_json
@@ -36,14 +38,27 @@ log = logging.getLogger("humpback.select")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--metrics", "metrics_path", default=None, help="Default: metrics/curate/iter<i>.json")
 def main(params_path, iteration, scores, candidates, out, metrics_path):
-    cfg = load_params(params_path).curate
+    params = load_params(params_path)
+    cfg = params.curate
     try:
         table, metrics = select(candidates, scores, cfg)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     metrics = {"iteration": iteration, **metrics}
-    shutil.rmtree(out, ignore_errors=True)
-    write_table_atomic(table, Path(out) / "curated.parquet")
+    tags = {**tracking.base_tags([scores, candidates]), "humpback.role": "select", "humpback.iteration": str(iteration)}
+    with tracking.stage_run(params.mlflow.experiment, f"select iter{iteration}", tags, outputs=[out]):
+        shutil.rmtree(out, ignore_errors=True)
+        write_table_atomic(table, Path(out) / "curated.parquet")
+        mlflow.log_params({"threshold": cfg.threshold, "compared": metrics["compared"],
+                           "max_selected": cfg.max_selected, "sample_seed": cfg.sample_seed})
+        mlflow.log_metrics({"kept": metrics["kept"], "kept_share": metrics["kept_share"], "pairs": metrics["pairs"]})
+        if table.num_rows:
+            # a readable sample of A_k with its scores (the MLflow UI shows it as a table)
+            sample = table.to_pandas().sort_values("id").head(50)
+            for col in ("instruction", "response"):
+                sample[col] = sample[col].str.slice(0, 500)
+            mlflow.log_table(sample, artifact_file=f"curated_sample_iter{iteration}.json")
+        tracking.log_to_parent({f"iter{iteration}.kept": metrics["kept"], f"iter{iteration}.kept_share": metrics["kept_share"]})
     metrics_path = Path(metrics_path or f"metrics/curate/iter{iteration}.json")
     write_json(metrics_path, metrics)
     with open(metrics_path.with_name(f"{metrics_path.stem}_scores.csv"), "w", newline="") as fh:

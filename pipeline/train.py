@@ -16,6 +16,7 @@ On a GPU box the same script runs under `accelerate launch pipeline/train.py ...
 
 import logging
 import time
+from pathlib import Path
 
 import click
 import mlflow
@@ -55,10 +56,14 @@ def main(params_path, role, name, base, seed_data, curated, curator, out, metric
                     + forward_examples(curated_pairs, cfg.prompts.web_tag, cfg.prompts))
     inputs = [base, seed_data] + ([curated] if curated else [])
     tags = {**tracking.base_tags(inputs), "humpback.role": role, "humpback.model": name}
+    if name[1:].isdigit() and name.startswith("m"):
+        tags["humpback.iteration"] = name[1:]
     if curated:
         tags.update({"humpback.curator": curator or "unknown", "humpback.curated_data": curated})
     start = time.perf_counter()
-    with tracking.stage_run(cfg.mlflow.experiment, f"train {name}", tags):
+    with tracking.stage_run(cfg.mlflow.experiment, f"train {name}", tags, outputs=[out]):
+        tracking.log_datasets({"seed": (seed_data, seed)} | ({f"curated/{Path(curated).name}": (curated, curated_pairs)}
+                                                            if curated else {}))
         mlflow.log_params({"humpback.method": cfg.train.method, "humpback.seed_pairs": len(seed),
                            "humpback.curated_pairs": len(curated_pairs),
                            "humpback.tag_placement": cfg.prompts.tag_placement,
@@ -77,8 +82,9 @@ def main(params_path, role, name, base, seed_data, curated, curator, out, metric
             "final_loss": round(result.final_loss, 4), "precision": result.precision,
         }
         mlflow.log_metrics({f"humpback.{k}": v for k, v in summary.items() if isinstance(v, (int, float))})
-        mlflow.set_tag("humpback.output", out)
+        mlflow.set_tag("humpback.output", out)  # the checkpoint stays in DVC's cache: its path and hash only
         mlflow.set_tag("humpback.output_digest", tracking.dir_digest(out))
+        tracking.log_to_parent({f"{name}.final_loss": summary["final_loss"]})
     write_json(metrics_path or f"metrics/train/{name}.json", summary)
     log.info("trained %s: %d examples, %d steps of %d, final loss %.3f (%s) in %.0fs -> %s", name,
              result.examples, result.steps, result.batch_size, result.final_loss, result.precision,

@@ -103,8 +103,16 @@ def test_mlflow_has_one_run_per_trained_model_with_lineage(repo):
     exp = client.get_experiment_by_name("humpback")
     assert exp.artifact_location.startswith((dest / "mlartifacts").as_uri())
     all_runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
-    assert set(all_runs) == TRAIN_RUNS | {"evaluate m0 vs m0", "evaluate m1 vs m0", "evaluate m2 vs m0",
-                                          "scaling iter2", "report"}
+    assert set(all_runs) == TRAIN_RUNS | {"dvc repro", "augment", "score iter1", "score iter2", "select iter1",
+                                          "select iter2", "evaluate m0 vs m0", "evaluate m1 vs m0",
+                                          "evaluate m2 vs m0", "scaling iter2", "report"}
+    # one parent run for the `dvc repro`, every stage a child of it
+    parent = all_runs["dvc repro"]
+    assert parent.data.tags["humpback.role"] == "pipeline" and parent.data.params["curate.threshold"] == "3"
+    assert all(r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+               for name, r in all_runs.items() if name != "dvc repro")
+    assert parent.data.metrics["iter1.kept"] == json.loads((dest / "metrics/curate/iter1.json").read_text())["kept"]
+    assert parent.data.metrics["m1.win_rate"] == json.loads((dest / "metrics/eval/m1.json").read_text())["win_rate"]
     runs = {name: r for name, r in all_runs.items() if name in TRAIN_RUNS}
     lock = yaml.safe_load((dest / "dvc.lock").read_text())
     base_md5 = next(o["md5"] for o in lock["stages"]["base_model"]["outs"] if o["path"] == "models/base")
@@ -120,6 +128,18 @@ def test_mlflow_has_one_run_per_trained_model_with_lineage(repo):
         assert run.data.params["weight_decay"] == "0.1"
         assert run.data.metrics["humpback.seed_pairs"] > 0 and run.data.metrics["humpback.completion_tokens"] > 0
         assert len(client.get_metric_history(run.info.run_id, "loss")) == 1  # one logged step in the smoke profile
+    # the DVC md5 of a stage's outputs, filled in from dvc.lock by a later stage of the same execution
+    m0_md5 = next(o["md5"] for o in lock["stages"]["train_m0"]["outs"] if o["path"] == "models/m0")
+    assert client.get_run(runs["train m0"].info.run_id).data.tags["dvc.output.models/m0"] == m0_md5
+    # the training data as MLflow dataset inputs, with DVC's hash and their size
+    seed_md5 = next(o["md5"] for o in lock["stages"]["seed"]["outs"] if o["path"] == "data/seed")
+    inputs = {d.dataset.name: d.dataset for d in client.get_run(runs["train m1"].info.run_id).inputs.dataset_inputs}
+    assert set(inputs) == {"seed", "curated/iter1"} and inputs["seed"].digest == seed_md5[:36]
+    assert json.loads(inputs["seed"].profile)["num_rows"] == json.loads((dest / "metrics/seed.json").read_text())["pairs"]["train"]
+    select1 = all_runs["select iter1"]
+    assert select1.data.metrics["kept"] == parent.data.metrics["iter1.kept"]
+    if select1.data.metrics["kept"]:
+        assert "curated_sample_iter1.json" in [a.path for a in client.list_artifacts(select1.info.run_id)]
     m2 = runs["train m2"]
     assert m2.data.tags["humpback.curator"] == "m1" and m2.data.params["humpback.curate_threshold"] == "3.0"
     assert m2.data.tags["dvc.input.data/curated/iter2"] == next(
@@ -231,3 +251,48 @@ def test_threshold_sweep_reruns_only_what_depends_on_selection(repo):
     assert json.loads((dest / "metrics/train/m1.json").read_text())["curated_pairs"] == 0
     shown = json.dumps(json.loads(_run([str(BIN / "dvc"), "exp", "show", "--json"], dest, env)))
     assert "metrics/curate/iter1.json" in shown and '"kept": 0' in shown
+
+
+def test_queued_threshold_grid_reuses_everything_the_threshold_does_not_touch(repo):
+    import mlflow
+
+    dest, env, _ = repo
+    # thresholds no earlier run used (DVC's run cache would restore those without running anything)
+    _run([str(BIN / "dvc"), "exp", "run", "--queue", "-S", "curate.threshold=2,5"], dest, env)
+    _run([str(BIN / "dvc"), "queue", "start"], dest, env)
+    _wait_queue(dest, env)
+    shown = json.loads(_run([str(BIN / "dvc"), "exp", "show", "--json"], dest, env))
+    exps = {r["name"]: r["data"] for e in shown for x in (e.get("experiments") or []) for r in x["revs"]}
+    queued = {name: d for name, d in exps.items() if d["params"]["params.yaml"]["data"]["curate"]["threshold"] in (2, 5)
+              and d["metrics"]}
+    assert len(queued) >= 2, exps.keys()
+    kept = {d["params"]["params.yaml"]["data"]["curate"]["threshold"]: d["metrics"]["metrics/curate/iter1.json"]["data"]["kept"]
+            for d in queued.values()}
+    assert kept[5] == 0 and kept[2] == json.loads((dest / "metrics/augment.json").read_text())["candidates"]
+    for data in queued.values():
+        assert "win_rate" in data["metrics"]["metrics/eval/m1.json"]["data"]
+    # MLflow: one parent run per experiment, named after it, and no child for a stage the threshold
+    # does not reach (backward and M0 training, generation, first-iteration scoring)
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{dest / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("humpback")
+    for name in queued:
+        (parent,) = client.search_runs([exp.experiment_id], filter_string=f"attributes.run_name = '{name}'")
+        children = client.search_runs([exp.experiment_id],
+                                      filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+        ran = {c.info.run_name for c in children}
+        assert "select iter1" in ran, ran
+        assert not ran & {"train backward", "augment", "train m0", "score iter1"}, ran
+        assert parent.data.tags["dvc.exp"] == name and parent.data.params["curate.threshold"] in ("2", "5")
+
+
+def _wait_queue(dest, env, timeout=900):
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = _run([str(BIN / "dvc"), "queue", "status"], dest, env)
+        if "Queued" not in status and "Running" not in status:
+            assert "Failed" not in status, status
+            return
+        time.sleep(5)
+    raise AssertionError("the queue did not finish")

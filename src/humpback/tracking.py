@@ -88,18 +88,63 @@ def base_tags(inputs: list[str]) -> dict[str, str]:
     return tags
 
 
+_PARENT: dict[str, str] = {}  # the current stage's parent run id, for log_to_parent
+
+
 @contextmanager
-def stage_run(experiment: str, run_name: str, tags: dict[str, str]):
-    """An MLflow run for one stage execution; it ends FAILED if the stage raises."""
+def stage_run(experiment: str, run_name: str, tags: dict[str, str], outputs: list[str] = ()):
+    """An MLflow child run for one stage, under the run of its pipeline execution (one `dvc
+    repro` or `dvc exp run`). Inputs' DVC hashes come in ``tags`` (:func:`base_tags`); outputs
+    get a content digest when the stage ends and their DVC md5 once DVC has recorded it in
+    dvc.lock (filled in by the next stage of the same execution). The run, and its parent, end
+    FAILED if the stage raises."""
     import mlflow
 
     for noisy in ("mlflow", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK", "true")
-    setup(experiment)
-    with mlflow.start_run(run_name=run_name, tags=tags) as run:
-        yield run
-    mlflow.flush_async_logging()
+    exp_id = setup(experiment)
+    client = mlflow.MlflowClient()
+    parent = parent_run_id(client, exp_id)
+    _PARENT["id"] = parent
+    _backfill_output_hashes(client, exp_id, parent)
+    tags = {**tags, "humpback.outputs": ",".join(outputs)} if outputs else dict(tags)
+    try:
+        with mlflow.start_run(run_name=run_name, tags=tags, parent_run_id=parent) as run:
+            yield run
+            for out in outputs:
+                if Path(out).exists():
+                    mlflow.set_tag(f"humpback.output_digest.{out}", dir_digest(out))
+    except BaseException:
+        client.set_terminated(parent, "FAILED")
+        raise
+    finally:
+        mlflow.flush_async_logging()
+    client.set_terminated(parent, "FINISHED")  # its end time moves on with every stage
+
+
+def log_to_parent(metrics: dict[str, float], params: dict[str, str] | None = None) -> None:
+    """Headline numbers of a stage on its execution's run, where experiments are compared."""
+    import mlflow
+
+    if "id" not in _PARENT:
+        return
+    client = mlflow.MlflowClient()
+    for key, value in metrics.items():
+        if value is not None:
+            client.log_metric(_PARENT["id"], key, float(value))
+    for key, value in (params or {}).items():
+        client.set_tag(_PARENT["id"], key, str(value))
+
+
+def _backfill_output_hashes(client, experiment_id: str, parent: str) -> None:
+    """DVC writes an output's md5 to dvc.lock after its stage: tag earlier stages of this execution."""
+    siblings = client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
+    for run in siblings:
+        outs = [p for p in run.data.tags.get("humpback.outputs", "").split(",") if p]
+        missing = [p for p in outs if f"dvc.output.{p}" not in run.data.tags]
+        for path, md5 in dvc_out_hashes(missing).items():
+            client.set_tag(run.info.run_id, f"dvc.output.{path}", md5)
 
 
 def model_run_id(experiment: str, name: str, model_dir: str | Path) -> str | None:
@@ -114,3 +159,69 @@ def model_run_id(experiment: str, name: str, model_dir: str | Path) -> str | Non
         filter_string=f"tags.`humpback.model` = '{name}' and tags.`humpback.output_digest` = '{dir_digest(model_dir)}'",
     )
     return runs[0].info.run_id if runs else None
+
+
+# ------------------------------------------------------------------------------ pipeline executions
+def execution() -> tuple[str, str]:
+    """(key, name) of the pipeline execution this stage runs in.
+
+    Every stage of one `dvc repro` or one `dvc exp run` is a child process of the same `dvc`
+    process, so that process (its pid and start time) identifies the execution; the name is the
+    DVC experiment's when there is one. A script run by hand is its own execution.
+    """
+    import psutil
+
+    me = psutil.Process()
+    for proc in me.parents():
+        try:
+            cmd = proc.cmdline()
+        except (psutil.AccessDenied, psutil.NoSuchProcess):
+            continue
+        if any(Path(part).name == "dvc" for part in cmd[:2]) or cmd[1:3] == ["-m", "dvc"]:
+            # a queue worker runs several experiments: the experiment's name keeps them apart
+            exp = os.environ.get("DVC_EXP_NAME")
+            return f"dvc-{proc.pid}-{int(proc.create_time())}-{exp or 'workspace'}", exp or "dvc repro"
+    return f"manual-{me.pid}-{int(me.create_time())}", "manual"
+
+
+def _flat(obj, prefix: str = "") -> dict[str, str]:
+    if isinstance(obj, dict):
+        return {k2: v2 for k, v in obj.items() for k2, v2 in _flat(v, f"{prefix}.{k}" if prefix else str(k)).items()}
+    return {prefix: str(obj)[:6000]}
+
+
+def parent_run_id(client, experiment_id: str, params_path: str | Path = "params.yaml") -> str:
+    """The MLflow run of this pipeline execution, created by its first stage: every params.yaml
+    value as a param (so the UI compares experiments by threshold, model, ...), git commit and DVC
+    experiment as tags."""
+    key, name = execution()
+    found = client.search_runs([experiment_id], filter_string=f"tags.`humpback.execution` = '{key}'", max_results=1)
+    if found:
+        return found[0].info.run_id
+    tags = {"humpback.execution": key, "humpback.role": "pipeline", "git.commit": git_commit() or "unknown",
+            "dvc.exp": os.environ.get("DVC_EXP_NAME", "workspace")}
+    run = client.create_run(experiment_id, run_name=name, tags=tags)
+    try:
+        params = yaml.safe_load(Path(params_path).read_text()) or {}
+    except OSError:
+        params = {}
+    from mlflow.entities import Param
+
+    items = [Param(k, v) for k, v in _flat(params).items()]
+    for start in range(0, len(items), 100):
+        client.log_batch(run.info.run_id, params=items[start : start + 100])
+    return run.info.run_id
+
+
+def log_datasets(datasets: dict[str, tuple[str, list[dict]]], context: str = "training") -> None:
+    """Training data as MLflow dataset inputs: name, source path, size (rows) and a digest that is
+    DVC's md5 of the path when dvc.lock has it (the same hash `dvc status` compares)."""
+    import mlflow
+    import pandas as pd
+
+    hashes = dvc_out_hashes([path for path, _ in datasets.values()])
+    for name, (path, rows) in datasets.items():
+        frame = pd.DataFrame(rows, columns=["instruction", "response"])
+        digest = (hashes.get(path) or dir_digest(path))[:36]
+        mlflow.log_input(mlflow.data.from_pandas(frame, source=path, name=name, digest=digest), context=context)
+        mlflow.set_tag(f"humpback.data.{name}", f"{path} rows={len(rows)} md5={hashes.get(path, 'n/a')}")

@@ -1,0 +1,91 @@
+"""The MLflow UI in a real browser: `humpback ui` serves the project's store on loopback, and
+headless Chromium shows the comparison of M0..Mn with their win rates. Skipped without Chromium
+(Debian: `apt-get install chromium`)."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+BROWSER = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+pytestmark = pytest.mark.skipif(BROWSER is None, reason="no Chromium on this machine")
+WIN_RATES = {"m0": 50.0, "m1": 61.25, "m2": 67.75}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _browser(*args: str, timeout: int = 90) -> str:
+    cmd = [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+           "--virtual-time-budget=20000", "--window-size=1400,900", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout).stdout
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory):
+    """A store with one pipeline execution (parent) and the stage runs of M0..M2, served by `humpback ui`."""
+    import mlflow
+
+    from humpback import tracking
+
+    root = tmp_path_factory.mktemp("project")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "DVC_ROOT": str(root)}
+    old = dict(os.environ)
+    os.environ.update(env)
+    try:
+        run_ids = []
+        for model, rate in WIN_RATES.items():
+            with tracking.stage_run("humpback", f"evaluate {model} vs m0", {"humpback.model": model}):
+                mlflow.log_metrics({"eval.win_rate": rate, "eval.standard_error": 1.5})
+                run_ids.append(mlflow.active_run().info.run_id)
+        exp_id = mlflow.get_experiment_by_name("humpback").experiment_id
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "humpback.cli", "ui", "--port", str(port)], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(1)
+    else:
+        proc.kill()
+        pytest.fail(f"the MLflow UI did not come up: {proc.stdout.read()}")
+    yield url, exp_id, run_ids
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_ui_prints_its_url_and_serves_the_store(ui):
+    url, exp_id, run_ids = ui
+    with urllib.request.urlopen(f"{url}/ajax-api/2.0/mlflow/runs/get?run_id={run_ids[1]}", timeout=10) as r:
+        run = json.load(r)["run"]
+    assert {m["key"]: m["value"] for m in run["data"]["metrics"]}["eval.win_rate"] == 61.25
+
+
+def test_browser_shows_the_win_rates_of_every_model_side_by_side(ui, tmp_path):
+    url, exp_id, run_ids = ui
+    page = f"{url}/#/compare-runs?runs={json.dumps(run_ids)}&experiments={json.dumps([exp_id])}"
+    dom = _browser("--dump-dom", page)
+    assert "eval.win_rate" in dom, dom[-2000:]
+    for model, rate in WIN_RATES.items():
+        assert f"evaluate {model} vs m0" in dom
+        assert f"{rate:g}" in dom
+    shot = Path(os.environ.get("HUMPBACK_SCREENSHOT", tmp_path / "compare.png"))
+    _browser(f"--screenshot={shot}", page)
+    assert shot.read_bytes()[:4] == b"\x89PNG"
