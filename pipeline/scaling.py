@@ -61,7 +61,8 @@ def main(params_path, out, metrics_path, progress):
     sc, ev = cfg.scaling, cfg.evaluate
     if not sc.enabled:
         shutil.rmtree(out, ignore_errors=True)
-        Path(out).mkdir(parents=True)
+        # never an empty output folder: DVC (and git) cannot restore an empty directory
+        write_json(Path(out) / "summary.json", {"enabled": False})
         write_json(metrics_path, {"enabled": False})
         log.info("scaling: off (scaling.enabled: false)")
         return
@@ -130,14 +131,16 @@ def main(params_path, out, metrics_path, progress):
             if result["win_rate"] is not None:
                 mlflow.log_metric("scaling.win_rate", result["win_rate"], step=n)
         for stale in Path(out).glob("*"):
-            if stale.name not in keep:
+            if stale.name not in keep | {"summary.json"}:
                 shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink()
         fit = fit_log_curve(points)
         if fit["alpha"] is not None:
             mlflow.log_metrics({f"scaling.{k}": v for k, v in fit.items() if v is not None})
             tracking.log_to_parent({"scaling.alpha": fit["alpha"]})
-    write_json(metrics_path, {"enabled": True, "iteration": iteration, "reference": ev.reference, "log": "natural",
-                              "skipped_sizes": skipped, "points": points, **fit})
+    summary = {"enabled": True, "iteration": iteration, "reference": ev.reference, "log": "natural",
+               "skipped_sizes": skipped, "points": points, **fit}
+    write_json(Path(out) / "summary.json", summary)
+    write_json(metrics_path, summary)
     log.info("scaling: alpha = %s (win rate = alpha * ln N + C over N = %s)", fit["alpha"], sizes)
 
 

@@ -257,6 +257,10 @@ def test_queued_threshold_grid_reuses_everything_the_threshold_does_not_touch(re
     import mlflow
 
     dest, env, _ = repo
+    # as after `make demo`: dvc.lock is tracked by git, so each queued experiment starts from it
+    # (DVC queues tracked files only) and checks the cached outputs out instead of recomputing them
+    _run(["git", "add", "-A"], dest, env)
+    _run(["git", "commit", "-qm", "results"], dest, env)
     # thresholds no earlier run used (DVC's run cache would restore those without running anything)
     _run([str(BIN / "dvc"), "exp", "run", "--queue", "-S", "curate.threshold=2,5"], dest, env)
     _run([str(BIN / "dvc"), "queue", "start"], dest, env)
@@ -271,6 +275,11 @@ def test_queued_threshold_grid_reuses_everything_the_threshold_does_not_touch(re
     assert kept[5] == 0 and kept[2] == json.loads((dest / "metrics/augment.json").read_text())["candidates"]
     for data in queued.values():
         assert "win_rate" in data["metrics"]["metrics/eval/m1.json"]["data"]
+    # the plots of the experiments side by side: histograms, kept sizes, win rates, report images
+    plots = json.loads(_run([str(BIN / "dvc"), "plots", "diff", *queued, "--json"], dest, env))
+    names = set(plots.get("data", plots))
+    assert {"metrics/curate/iter1_scores.csv", "metrics/report/win_rate.csv"} <= names, names
+    assert any(n.startswith("plots") and n.endswith("win_rate.png") for n in names), names
     # MLflow: one parent run per experiment, named after it, and no child for a stage the threshold
     # does not reach (backward and M0 training, generation, first-iteration scoring)
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{dest / 'mlflow.db'}")
