@@ -23,7 +23,7 @@ import mlflow
 
 from _common import load_params, params_option
 from humpback import tracking
-from humpback.eval_sets import EvalSetError, read_outputs
+from humpback.eval_sets import EvalSetError, read_difficulty, read_outputs
 from humpback.evaluate import eval_metrics, judge_outputs, reference_annotations
 from humpback.io import write_json
 from humpback.judges import judge_identity, make_judge
@@ -31,15 +31,6 @@ from humpback.prompts import read_template
 
 log = logging.getLogger("humpback.evaluate")
 WIN_RATES = ("win_rate", "standard_error", "discrete_win_rate", "length_controlled_winrate", "lc_standard_error")
-
-
-def read_difficulty(path: str) -> dict[int, float]:
-    import csv
-
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        next(reader, None)
-        return {int(row[0]): float(row[1]) for row in reader if row}
 
 
 @click.command(help=__doc__)
@@ -63,7 +54,6 @@ def main(params_path, name, answers, reference_name, set_dir, out, metrics_path,
     except EvalSetError as exc:
         raise click.ClickException(str(exc)) from None
     template = read_template("judge", ev.judge.template)
-    judge_label = ev.judge.model if ev.judge.kind == "hf" else f"{ev.judge.openai.base_url} {ev.judge.openai.model}"
     annotator = f"humpback_{ev.judge.kind}"
     if reference_name == name:
         result = None
@@ -73,8 +63,11 @@ def main(params_path, name, answers, reference_name, set_dir, out, metrics_path,
                                judge_identity(ev.judge, template),
                                out / "judgements.jsonl", annotator, progress)
         annotations = result.annotations
-    difficulty = read_difficulty(ev.instruction_difficulty) if ev.instruction_difficulty else None
-    metrics = {"model": name, "reference": reference_name, "judge": ev.judge.kind, "judge_model": judge_label,
+    try:
+        difficulty = read_difficulty(ev.instruction_difficulty, rows) if ev.instruction_difficulty else None
+    except EvalSetError as exc:
+        raise click.ClickException(str(exc)) from None
+    metrics = {"model": name, "reference": reference_name, "judge": ev.judge.kind, "judge_model": ev.judge.label,
                **eval_metrics(annotations, difficulty, ev.lc_splits)}
     if reference_name == name:
         metrics["is_reference"] = True
@@ -89,7 +82,7 @@ def main(params_path, name, answers, reference_name, set_dir, out, metrics_path,
     if name[1:].isdigit() and name.startswith("m"):
         tags["humpback.iteration"] = name[1:]
     with tracking.stage_run(cfg.mlflow.experiment, f"evaluate {name} vs {reference_name}", tags, outputs=[str(out)]):
-        mlflow.log_params({"judge": ev.judge.kind, "judge_model": judge_label, "reference": reference_name,
+        mlflow.log_params({"judge": ev.judge.kind, "judge_model": ev.judge.label, "reference": reference_name,
                            "eval_set": ev.set.source, "eval_prompts": len(rows), "inference_tag": ev.inference_tag,
                            **{f"generation.{k}": v for k, v in ev.generation.model_dump().items()}})
         mlflow.log_metrics({f"eval.{k}": v for k, v in numbers.items()})

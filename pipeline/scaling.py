@@ -23,6 +23,7 @@ from pathlib import Path
 
 import click
 import mlflow
+import pyarrow.parquet as pq
 
 from _common import load_params, params_option
 from humpback import tracking
@@ -69,7 +70,8 @@ def main(params_path, out, metrics_path, progress):
     iteration = sc.iteration or max(cfg.iterations)
     curated = read_table(f"data/curated/iter{iteration}", ["id", "instruction", "response"]).to_pylist()
     curated.sort(key=lambda r: hashlib.sha256(f"{cfg.curate.sample_seed}:{r['id']}".encode()).hexdigest())
-    seed = read_table("data/seed", ["instruction", "response"]).to_pylist() if sc.with_seed else []
+    seed = (pq.read_table("data/seed/train.parquet", columns=["instruction", "response"]).to_pylist()
+            if sc.with_seed else [])  # the training split only: held-out pairs stay out, as in train.py
     rows = json.loads(Path("data/eval/set/prompts.json").read_text(encoding="utf-8"))
     references = read_outputs(f"data/eval/answers/{ev.reference}.json", rows)
     template = read_template("judge", ev.judge.template)

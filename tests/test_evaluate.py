@@ -6,7 +6,14 @@ from pathlib import Path
 import pytest
 
 from humpback.config import EvalSetConfig, EvaluateConfig, PromptsConfig
-from humpback.eval_sets import EvalSetError, load_eval_set, model_outputs, read_outputs, reference_outputs
+from humpback.eval_sets import (
+    EvalSetError,
+    load_eval_set,
+    model_outputs,
+    read_difficulty,
+    read_outputs,
+    reference_outputs,
+)
 from humpback.evaluate import answer, eval_metrics, judge_outputs
 from humpback.judges import Judge, Verdict
 from humpback.models.generation import HFEngine
@@ -144,3 +151,18 @@ def test_eval_metrics_counts_failures_and_matches_win_rate(tmp_path):
     assert m["n_wins"] == 2 and m["n_wins_base"] == 1 and m["n_draws"] == 1
     assert m["length_controlled_winrate"] is not None and m["model_output_chars"]["count"] == 5
     json.dumps(m)  # plain JSON: no NaN, no numpy types
+
+
+def test_read_difficulty_covers_every_prompt_or_names_the_problem(tmp_path):
+    rows = [{"index": 0}, {"index": 1}]
+    path = tmp_path / "difficulty.csv"
+    path.write_text(",instruction_difficulty\n0,0.5\n1,-1.25\n")
+    assert read_difficulty(path, rows) == {0: 0.5, 1: -1.25}
+    path.write_text(",instruction_difficulty\n0,0.5\n")
+    with pytest.raises(EvalSetError, match="no difficulty for 1 prompts"):
+        read_difficulty(path, rows)
+    path.write_text(",instruction_difficulty\n0,hard\n")
+    with pytest.raises(EvalSetError, match="difficulty.csv:2: expected 'index,difficulty'"):
+        read_difficulty(path, rows)
+    with pytest.raises(EvalSetError, match="cannot read"):
+        read_difficulty(tmp_path / "none.csv", rows)

@@ -135,11 +135,13 @@ def test_openai_judge_retries_500_timeout_and_malformed_replies(fake_server, mon
 
 
 def test_openai_judge_counts_a_verdict_it_cannot_get_without_raising(fake_server, monkeypatch):
-    server = fake_server(["I cannot decide", "no idea", "500", "500", "500", "500", "B"])
+    server = fake_server(["I cannot decide", "no idea", "500", "500", "B"])
     verdicts = _run(_judge(server.url, monkeypatch, max_retries=1), PAIRS[:3])
     assert verdicts[0].p_b is None and "unparseable" in verdicts[0].error
     assert verdicts[1].p_b is None and "InternalServerError" in verdicts[1].error
     assert verdicts[2].p_b == 1.0
+    # 5xx are retried once, by the client only: no retries stacked on top of its own
+    assert len(server.requests) == 5
 
 
 def test_openai_judge_without_a_key_for_openai_says_which_variable(monkeypatch):

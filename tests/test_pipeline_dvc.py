@@ -167,6 +167,9 @@ def test_evaluation_writes_alpaca_eval_files_metrics_and_report(repo):
 
     scaling = json.loads((dest / "metrics/scaling.json").read_text())
     assert [p["n"] for p in scaling["points"]] == [2, 4, 8] and scaling["alpha"] is not None
+    # with_seed (smoke): the seed's training split plus N curated pairs, never the held-out pairs
+    train_pairs = json.loads((dest / "metrics/seed.json").read_text())["pairs"]["train"]
+    assert [p["examples"] for p in scaling["points"]] == [train_pairs + n for n in (2, 4, 8)]
     report = json.loads((dest / "metrics/report.json").read_text())
     assert set(report["win_rate"]) == {"m0", "m1", "m2"} and report["reference"] == "m0"
     assert report["kept"]["iter1"] == json.loads((dest / "metrics/curate/iter1.json").read_text())["kept"]

@@ -57,9 +57,8 @@ def check_params(path: str) -> None:
     click.echo(f"  curate: {c.scorer} scorer, keep {'expected score' if c.use_expected_score else 'score'} >= {c.threshold}; "
                f"iterations {', '.join(str(i) for i in sorted(cfg.iterations))}")
     ev = cfg.evaluate
-    judge = ev.judge.model if ev.judge.kind == "hf" else f"{ev.judge.openai.model} at {ev.judge.openai.base_url}"
     click.echo(f"  eval:   {ev.set.source} {ev.set.hub_dataset or ev.set.path}; {', '.join(ev.models)} vs {ev.reference}; "
-               f"judge {ev.judge.kind} ({judge})" + ("; scaling on" if cfg.scaling.enabled else ""))
+               f"judge {ev.judge.kind} ({ev.judge.label})" + ("; scaling on" if cfg.scaling.enabled else ""))
 
 
 @main.command("segment")
@@ -105,12 +104,6 @@ def segment_cmd(path: str, fmt: str, params_path: str, show_text: bool) -> None:
     click.echo(f"{kept} segment(s) kept")
 
 
-def _flatten(obj, prefix: str = "") -> list[tuple[str, object]]:
-    if isinstance(obj, dict):
-        return [kv for k, v in obj.items() for kv in _flatten(v, f"{prefix}.{k}" if prefix else str(k))]
-    return [(prefix, obj)]
-
-
 @main.command("metrics")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False))
 @click.option("--match", default="", help="Only keys containing this text.")
@@ -125,6 +118,8 @@ def metrics_cmd(paths: tuple[str, ...], match: str) -> None:
     """
     import json
 
+    from humpback.io import flatten
+
     files = [Path(p) for p in paths] or sorted(Path("metrics").glob("**/*.json"))
     if not files:
         raise click.ClickException("no metrics files found (run `dvc repro` first)")
@@ -134,7 +129,7 @@ def metrics_cmd(paths: tuple[str, ...], match: str) -> None:
         except json.JSONDecodeError as exc:
             raise click.ClickException(f"{f}: not valid JSON ({exc.msg})") from None
         click.echo(click.style(str(f), bold=True))
-        for key, value in _flatten(data):
+        for key, value in flatten(data).items():
             if match in key:
                 click.echo(f"  {key:<44} {value}")
 

@@ -303,6 +303,11 @@ class JudgeConfig(_Section):
     max_input_tokens: PositiveInt = 2048
     openai: OpenAIJudgeConfig = OpenAIJudgeConfig()
 
+    @property
+    def label(self) -> str:
+        """Which judge, in words (logs, metrics, MLflow)."""
+        return self.model if self.kind == "hf" else f"{self.openai.model} at {self.openai.base_url}"
+
 
 class EvaluateConfig(_Section):
     set: EvalSetConfig = EvalSetConfig()

@@ -81,6 +81,32 @@ def reference_outputs(rows: list[dict]) -> list[dict]:
     return model_outputs(rows, [r["reference"] for r in rows], str(generator))
 
 
+def read_difficulty(path: str | Path, rows: list[dict]) -> dict[int, float]:
+    """Per-prompt difficulty for the LC GLM: a CSV of prompt index and difficulty with a header row
+    (AlpacaEval's instruction_difficulty.csv), covering every prompt of the set."""
+    import csv
+
+    path = Path(path)
+    values = {}
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            next(reader, None)
+            for lineno, row in enumerate(reader, 2):
+                if not row:
+                    continue
+                try:
+                    values[int(row[0])] = float(row[1])
+                except (ValueError, IndexError):
+                    raise EvalSetError(f"{path}:{lineno}: expected 'index,difficulty' numbers, got {row}") from None
+    except OSError as exc:
+        raise EvalSetError(f"evaluate.instruction_difficulty: cannot read '{path}' ({exc.strerror})") from None
+    missing = [r["index"] for r in rows if r["index"] not in values]
+    if missing:
+        raise EvalSetError(f"{path}: no difficulty for {len(missing)} prompts (first index {missing[0]})")
+    return values
+
+
 def read_outputs(path: str | Path, rows: list[dict]) -> list[dict]:
     """Model outputs aligned with the set: one per prompt, same instructions, same order."""
     path = Path(path)

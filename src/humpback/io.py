@@ -45,6 +45,13 @@ def open_binary(path: Path):
     return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
 
 
+def flatten(obj, prefix: str = "") -> dict[str, object]:
+    """Nested mappings as dotted keys: {"a": {"b": 1}} -> {"a.b": 1} (metrics printing, MLflow params)."""
+    if isinstance(obj, dict):
+        return {key: value for k, v in obj.items() for key, value in flatten(v, f"{prefix}.{k}" if prefix else str(k)).items()}
+    return {prefix: obj}
+
+
 def read_records(path: Path, error: type[Exception] = ValueError, what: str = "data") -> Iterator[tuple[str, dict]]:
     """(location, row) for every row of a .jsonl/.json/.parquet file (optionally .gz); the location
     (``file:line``, ``file row i``) lets callers name the exact row in their errors."""

@@ -91,9 +91,10 @@ def verdict_from_logprobs(top_logprobs: list) -> float | None:
 
 
 class OpenAIJudge(Judge):
-    """An OpenAI-compatible chat endpoint, greedy, one letter. Connection errors, timeouts and 5xx
-    are retried by the client with backoff; unparseable replies are retried here; after
-    ``max_retries`` the pair's verdict is a failure (counted, never raised)."""
+    """An OpenAI-compatible chat endpoint, greedy, one letter. Connection errors, timeouts, 429 and
+    5xx are retried by the client with backoff (``max_retries``); malformed bodies and unparseable
+    replies, which it does not retry, are retried here as often. Then the pair's verdict is a
+    failure (counted, never raised)."""
 
     def __init__(self, cfg: JudgeConfig, template: str, client=None, retry_wait_s: float = 0.5):
         from openai import OpenAI
@@ -123,8 +124,11 @@ class OpenAIJudge(Judge):
                     model=self.cfg.model, messages=messages, max_tokens=self.cfg.max_tokens, temperature=0.0, **extra)
                 choice = reply.choices[0]
                 text = choice.message.content or ""
+            except (openai.APIStatusError, openai.APIConnectionError) as exc:
+                # the client has already retried these (5xx, 429, timeouts) with backoff: give up
+                return Verdict(None, "", f"{type(exc).__name__}: {str(exc)[:200]}")
             except (openai.APIError, IndexError, AttributeError, TypeError, ValueError) as exc:
-                # the client has already retried transport errors; this covers malformed bodies too
+                # a malformed body: the client does not retry those, so we do
                 problem = f"{type(exc).__name__}: {str(exc)[:200]}"
                 log.debug("judge request failed (attempt %d): %s", attempt + 1, problem)
                 continue

@@ -123,7 +123,7 @@ def stage_run(experiment: str, run_name: str, tags: dict[str, str], outputs: lis
     client.set_terminated(parent, "FINISHED")  # its end time moves on with every stage
 
 
-def log_to_parent(metrics: dict[str, float], params: dict[str, str] | None = None) -> None:
+def log_to_parent(metrics: dict[str, float]) -> None:
     """Headline numbers of a stage on its execution's run, where experiments are compared."""
     import mlflow
 
@@ -133,8 +133,6 @@ def log_to_parent(metrics: dict[str, float], params: dict[str, str] | None = Non
     for key, value in metrics.items():
         if value is not None:
             client.log_metric(_PARENT["id"], key, float(value))
-    for key, value in (params or {}).items():
-        client.set_tag(_PARENT["id"], key, str(value))
 
 
 def _backfill_output_hashes(client, experiment_id: str, parent: str) -> None:
@@ -184,12 +182,6 @@ def execution() -> tuple[str, str]:
     return f"manual-{me.pid}-{int(me.create_time())}", "manual"
 
 
-def _flat(obj, prefix: str = "") -> dict[str, str]:
-    if isinstance(obj, dict):
-        return {k2: v2 for k, v in obj.items() for k2, v2 in _flat(v, f"{prefix}.{k}" if prefix else str(k)).items()}
-    return {prefix: str(obj)[:6000]}
-
-
 def parent_run_id(client, experiment_id: str, params_path: str | Path = "params.yaml") -> str:
     """The MLflow run of this pipeline execution, created by its first stage: every params.yaml
     value as a param (so the UI compares experiments by threshold, model, ...), git commit and DVC
@@ -207,7 +199,9 @@ def parent_run_id(client, experiment_id: str, params_path: str | Path = "params.
         params = {}
     from mlflow.entities import Param
 
-    items = [Param(k, v) for k, v in _flat(params).items()]
+    from humpback.io import flatten
+
+    items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]  # MLflow's param value limit
     for start in range(0, len(items), 100):
         client.log_batch(run.info.run_id, params=items[start : start + 100])
     return run.info.run_id
