@@ -9,7 +9,7 @@ backward model M_yx, prompted exactly as it was trained. Incremental per corpus 
 whose corpus bytes, model, sampling settings or prompt changed are generated again, stale ones are
 removed, and a killed run picks up where it stopped (the output is a DVC `persist` folder).
 Writes data/candidates/*.parquet (segment columns + instruction + backward model digest +
-sampling settings) and metrics/augment.json.
+sampling settings) and metrics/augment.json (data only; reuse and speed go to the log and MLflow).
 """
 
 import logging
@@ -20,7 +20,7 @@ import mlflow
 from _common import load_params, params_option
 from humpback import tracking
 from humpback.augment import augment
-from humpback.io import write_json
+from humpback.io import dir_digest, write_json
 from humpback.models.generation import make_engine
 from humpback.prompts import read_template
 
@@ -38,7 +38,7 @@ def main(params_path, model, corpus, out, metrics_path, progress):
     cfg = load_params(params_path)
     g = cfg.augment.generation
     template = read_template("backward", cfg.prompts.backward)
-    digest = tracking.dir_digest(model)
+    digest = dir_digest(model)
     tags = {**tracking.base_tags([model, corpus]), "humpback.role": "augment", "humpback.backward_model": digest}
     with tracking.stage_run(cfg.mlflow.experiment, "augment", tags, outputs=[out]):
         mlflow.log_params({f"generation.{k}": v for k, v in g.model_dump().items()})
@@ -48,8 +48,8 @@ def main(params_path, model, corpus, out, metrics_path, progress):
                                 max_input_tokens=g.max_input_tokens),
             cfg.augment, template, digest, progress=progress,
         )
-        metrics = report.metrics()
-        mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        metrics, stats = report.metrics(), report.run_stats()
+        mlflow.log_metrics({k: v for k, v in {**metrics, **stats}.items() if isinstance(v, (int, float))})
         tracking.log_to_parent({"augment.candidates": report.candidates})
     write_json(metrics_path, metrics)
     if report.empty:
@@ -57,7 +57,7 @@ def main(params_path, model, corpus, out, metrics_path, progress):
     log.info("augment: %d candidates from %d segments; %d shards generated, %d reused, %d stale removed%s",
              report.candidates, report.segments, report.shards_generated, report.shards_reused,
              report.files_removed,
-             f"; {metrics['throughput_segments_per_s']:.2f} segments/s" if report.generation_seconds else "")
+             f"; {stats['segments_per_s']:.2f} segments/s" if stats["segments_per_s"] else "")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from humpback import tracking
 from humpback.data.shards import read_table
 from humpback.eval_sets import read_outputs
 from humpback.evaluate import answer, eval_metrics, judge_outputs
-from humpback.io import write_json
+from humpback.io import dir_digest, write_json
 from humpback.judges import judge_identity, make_judge
 from humpback.models.generation import make_engine
 from humpback.models.training import forward_examples, train
@@ -87,7 +87,7 @@ def main(params_path, out, metrics_path, progress):
     skipped = [n for n in sc.sizes if n > len(curated)]
     if skipped:
         log.warning("scaling: A_k^(%d) has %d pairs; sizes %s are skipped", iteration, len(curated), skipped)
-    base_digest = tracking.dir_digest("models/base")
+    base_digest = dir_digest("models/base")
     points, keep = [], set()
     tags = {**tracking.base_tags(["models/base", "data/seed", f"data/curated/iter{iteration}"]), "humpback.role": "scaling"}
     with tracking.stage_run(cfg.mlflow.experiment, f"scaling iter{iteration}", tags, outputs=[out]):

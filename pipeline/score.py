@@ -19,7 +19,7 @@ import mlflow
 from _common import load_params, params_option
 from humpback import tracking
 from humpback.curate import GenerateScorer, LogitsScorer, score_candidates
-from humpback.io import write_json
+from humpback.io import dir_digest, write_json
 from humpback.models.generation import Sampling, make_engine
 from humpback.prompts import read_template
 
@@ -51,11 +51,11 @@ def main(params_path, iteration, curator, candidates, out, metrics_path, progres
             "humpback.iteration": str(iteration), "humpback.curator": curator}
     with tracking.stage_run(params.mlflow.experiment, f"score iter{iteration}", tags, outputs=[out]):
         mlflow.log_params({"scorer": cfg.scorer, "curator": curator, "template": cfg.template or "packaged rate.txt"})
-        report = score_candidates(candidates, out, iteration, make_scorer, cfg, template, tracking.dir_digest(curator),
+        report = score_candidates(candidates, out, iteration, make_scorer, cfg, template, dir_digest(curator),
                                   progress=progress)
         metrics = {"iteration": iteration, "curator": curator, "scorer": cfg.scorer, **report.metrics()}
-        mlflow.log_metrics({f"score_{k}": v for k, v in metrics["scores"].items()} | {"pairs": report.pairs,
-                                                                                     "unparseable": metrics["unparseable"]})
+        mlflow.log_metrics({f"score_{k}": v for k, v in metrics["scores"].items()} | report.run_stats()
+                           | {"pairs": report.pairs, "unparseable": metrics["unparseable"]})
         tracking.log_to_parent({f"iter{iteration}.score5_share": metrics["scores"]["5"] / max(report.pairs, 1)})
     write_json(metrics_path or f"metrics/score/iter{iteration}.json", metrics)
     if metrics["unparseable"]:

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from _common import load_params, params_option
 from humpback import tracking
 from humpback.data.shards import read_table
-from humpback.io import write_json
+from humpback.io import dir_digest, write_json
 from humpback.models.training import backward_examples, forward_examples, train
 from humpback.prompts import read_template
 
@@ -83,7 +83,7 @@ def main(params_path, role, name, base, seed_data, curated, curator, out, metric
         }
         mlflow.log_metrics({f"humpback.{k}": v for k, v in summary.items() if isinstance(v, (int, float))})
         mlflow.set_tag("humpback.output", out)  # the checkpoint stays in DVC's cache: its path and hash only
-        mlflow.set_tag("humpback.output_digest", tracking.dir_digest(out))
+        mlflow.set_tag("humpback.output_digest", dir_digest(out))
         tracking.log_to_parent({f"{name}.final_loss": summary["final_loss"]})
     write_json(metrics_path or f"metrics/train/{name}.json", summary)
     log.info("trained %s: %d examples, %d steps of %d, final loss %.3f (%s) in %.0fs -> %s", name,

@@ -62,19 +62,24 @@ class AugmentReport:
     instruction_chars: list[int] = field(default_factory=list, repr=False)
 
     def metrics(self) -> dict:
+        """What the data determines: the same inputs give the same metrics file, however the run went."""
         from humpback.stats import length_stats
 
-        rate = self.generated_segments / self.generation_seconds if self.generation_seconds else None
         return {
             "segments": self.segments,
             "candidates": self.candidates,
             "empty_generations": self.empty,
             "truncated_generations": self.truncated,
-            "shards": {"total": self.shards_total, "generated": self.shards_generated,
-                       "reused": self.shards_reused, "removed_stale": self.files_removed},
-            "throughput_segments_per_s": round(rate, 3) if rate else None,
+            "shards": self.shards_total,
             "instruction_chars": length_stats(self.instruction_chars),
         }
+
+    def run_stats(self) -> dict:
+        """How this run went (reuse, speed): for the log and MLflow, never for DVC-tracked metrics."""
+        rate = self.generated_segments / self.generation_seconds if self.generation_seconds else None
+        return {"shards_generated": self.shards_generated, "shards_reused": self.shards_reused,
+                "stale_files_removed": self.files_removed,
+                "segments_per_s": round(rate, 3) if rate else None}
 
 
 def augment(corpus_dir: str | Path, out_dir: str | Path, engine_factory: Callable[[], GenerationEngine],

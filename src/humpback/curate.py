@@ -124,9 +124,12 @@ class ScoreReport:
             "scores": {str(k): self.counts.get(k, 0) for k in SCORES},
             "unparseable": sum(self.unparseable.values()),
             "unparseable_reasons": dict(sorted(self.unparseable.items())),
-            "shards": {"generated": self.shards_generated, "reused": self.shards_reused,
-                       "removed_stale": self.files_removed},
         }
+
+    def run_stats(self) -> dict:
+        """How this run went: for the log and MLflow, never for DVC-tracked metrics."""
+        return {"shards_generated": self.shards_generated, "shards_reused": self.shards_reused,
+                "stale_files_removed": self.files_removed}
 
 
 def score_candidates(candidates_dir: str | Path, out_dir: str | Path, iteration: int,

@@ -1,8 +1,9 @@
-"""Small file helpers shared by the stages: atomic JSON writes and logging set-up."""
+"""Small file helpers shared by the stages: atomic JSON writes, content digests, logging set-up."""
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import logging
@@ -19,6 +20,20 @@ def write_json(path: str | Path, obj) -> Path:
     tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def dir_digest(path: str | Path) -> str:
+    """A content hash of a file or directory (names and bytes), independent of DVC: part of the keys
+    of generated shards and cached verdicts, so a changed model never reuses another model's work."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    for f in files:
+        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
 
 
 def setup_logging(verbose: bool = False) -> None:

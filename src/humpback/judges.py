@@ -152,7 +152,7 @@ class OpenAIJudge(Judge):
 def judge_identity(cfg: JudgeConfig, template: str) -> dict:
     """Everything that makes a judge's verdicts what they are: the key of cached verdicts."""
     if cfg.kind == "hf":
-        from humpback.tracking import dir_digest
+        from humpback.io import dir_digest
 
         return {"kind": "hf", "model": dir_digest(cfg.model), "template": template, "prefix": HFJudge.PREFIX,
                 "max_input_tokens": cfg.max_input_tokens}

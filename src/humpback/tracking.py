@@ -8,7 +8,6 @@ DVC_ROOT points at the real repo), else the working directory. Artifacts go to
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import subprocess
@@ -16,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
+
+from humpback.io import dir_digest
 
 log = logging.getLogger(__name__)
 
@@ -61,19 +62,6 @@ def dvc_out_hashes(paths: list[str], lock_path: str | Path = "dvc.lock") -> dict
         for out in stage.get("outs") or []:
             recorded[out["path"].rstrip("/")] = out.get("md5")
     return {p: recorded[p.rstrip("/")] for p in paths if recorded.get(p.rstrip("/"))}
-
-
-def dir_digest(path: str | Path) -> str:
-    """A content hash of a file or directory (names and bytes), independent of DVC."""
-    path = Path(path)
-    h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-    for f in files:
-        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 def base_tags(inputs: list[str]) -> dict[str, str]:
