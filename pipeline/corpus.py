@@ -1,15 +1,14 @@
-"""Stage `corpus`: unlabelled human-written text -> filtered, deduplicated segments in Parquet shards.
+"""Stage `corpus`: raw documents -> filtered, deduplicated segments in Parquet shards.
 
 \b
     dvc repro corpus
-    python pipeline/corpus.py --out data/corpus --metrics metrics/corpus.json
+    python pipeline/corpus.py --raw data/raw --out data/corpus --metrics metrics/corpus.json
 
-Reads `corpus.*`. Sources: the project pages of the installed Python packages (offline default),
-local files or directories (txt, md, rst, html, jsonl, parquet, .gz), or a streamed hub dataset.
-Each document is split at its headers, filtered with the paper's rules (600-3,000 characters,
-header heuristics, repetitive sentences, English only) and deduplicated (exact + MinHash LSH).
-Writes data/corpus/part-*.parquet, data/corpus/manifest.json (which packages/versions went in)
-and metrics/corpus.json (kept count and drops by reason; they add up to the input).
+Reads `corpus.*` and the raw corpus node data/raw (stage `raw`), nothing else. Each document is
+split at its headers, filtered with the paper's rules (600-3,000 characters, header heuristics,
+repetitive sentences, English only) and deduplicated (exact + MinHash LSH). Writes
+data/corpus/part-*.parquet, data/corpus/manifest.json (every segmented document's url, name,
+licence and kept count) and metrics/corpus.json (kept count and drops by reason; they add up).
 """
 
 import logging
@@ -27,22 +26,23 @@ log = logging.getLogger("humpback.corpus")
 
 @click.command(help=__doc__)
 @params_option
+@click.option("--raw", "raw_dir", default="data/raw", show_default=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--out", default="data/corpus", show_default=True, type=click.Path(file_okay=False))
 @click.option("--metrics", "metrics_path", default="metrics/corpus.json", show_default=True)
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-def main(params_path: str, out: str, metrics_path: str, progress: bool) -> None:
+def main(params_path: str, raw_dir: str, out: str, metrics_path: str, progress: bool) -> None:
     cfg = load_params(params_path).corpus
     start = time.perf_counter()
     shutil.rmtree(out, ignore_errors=True)
     try:
-        report = build_corpus(cfg, out, progress=progress)
+        report = build_corpus(cfg, raw_dir, out, progress=progress)
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
     metrics = report.metrics()
     write_json(metrics_path, metrics)
-    write_json(f"{out}/manifest.json", {"shards": report.shards, "python_packages": report.packages})
+    write_json(f"{out}/manifest.json", {"shards": report.shards, "documents": report.documents})
     if report.segments_kept == 0:
-        log.warning("no segment passed the filters: check corpus.sources and the filter settings")
+        log.warning("no segment passed the filters: check raw.sources and the corpus filter settings")
     dropped = ", ".join(f"{k} {v}" for k, v in metrics["segments"]["dropped"].items())
     # seconds are logged, not written to metrics: metrics files stay byte-identical across reruns
     log.info("corpus: kept %d of %d segments from %d documents in %d shards in %.1fs (dropped: %s)",

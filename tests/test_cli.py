@@ -8,7 +8,7 @@ from humpback.cli import main
 
 def test_help_lists_commands():
     out = CliRunner().invoke(main, ["--help"]).output
-    for cmd in ("check-params", "segment", "metrics", "generate", "inspect", "export", "ui"):
+    for cmd in ("check-params", "profile", "snapshot", "segment", "metrics", "generate", "inspect", "export", "ui"):
         assert cmd in out
 
 
@@ -68,6 +68,22 @@ def test_inspect_curated_pairs_filtered_and_sorted(tmp_path):
     assert result.output.index("c0") < result.output.index("c2") and "c1" not in result.output
     expected = CliRunner().invoke(main, ["inspect", str(tmp_path), "--expected", "--max-score", "4.5"])
     assert "curated, 2 of 3 rows" in expected.output and "c0" not in expected.output
+
+
+def test_snapshot_then_inspect_the_raw_documents(tmp_path):
+    """`humpback snapshot packages` writes a file the raw stage reads; `inspect` shows data/raw."""
+    from humpback.config import FilesSource, RawConfig
+    from humpback.data.raw import build_raw
+
+    snap = tmp_path / "corpus" / "pages.jsonl"
+    result = CliRunner().invoke(main, ["snapshot", "packages", str(snap), "--max-documents", "3"])
+    assert result.exit_code == 0 and "3 documents" in result.output, result.output
+    build_raw(RawConfig(path=str(snap.parent), sources=[FilesSource(type="files", path=str(snap))]),
+              tmp_path / "raw", progress=False)
+    shown = CliRunner().invoke(main, ["inspect", str(tmp_path / "raw"), "-n", "0"])
+    assert shown.exit_code == 0 and "raw, 3 of 3 rows" in shown.output, shown.output
+    both = CliRunner().invoke(main, ["snapshot", "packages", str(snap), "--license", "MIT", "--any-license"])
+    assert both.exit_code != 0 and "exclude each other" in both.output
 
 
 def test_inspect_annotations_and_errors(tmp_path):

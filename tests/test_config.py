@@ -22,8 +22,8 @@ def test_unknown_key_names_key_and_allowed_keys():
 
 
 def test_unknown_key_inside_a_source_uses_the_source_fields():
-    msg = _error({"corpus": {"sources": [{"type": "files", "path": "x", "colum": "t"}]}})
-    assert "corpus.sources[0].colum" in msg
+    msg = _error({"raw": {"sources": [{"type": "files", "path": "data/demo/corpus/x", "colum": "t"}]}})
+    assert "raw.sources[0].colum" in msg
     assert "text_column" in msg
 
 
@@ -44,7 +44,7 @@ def test_cross_field_check():
 
 
 def test_unknown_source_type():
-    assert "'python_packages', 'files', 'hub'" in _error({"corpus": {"sources": [{"type": "web"}]}})
+    assert "'files', 'hub'" in _error({"raw": {"sources": [{"type": "web"}]}})
 
 
 def test_load_config_file_errors(tmp_path):

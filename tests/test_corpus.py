@@ -7,11 +7,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from _texts import TEXTS
-from humpback.config import CorpusConfig, FilesSource, parse_config
+from humpback.config import ConfigError, CorpusConfig, FilesSource, RawConfig, parse_config
 from humpback.data import corpus as corpus_mod
 from humpback.data.corpus import build_corpus
 from humpback.data.corpus_sources import Document
-from humpback.data.shards import SEGMENT_SCHEMA, read_table, shard_files
+from humpback.data.raw import build_raw, iter_raw, snapshot_packages
+from humpback.data.shards import RAW_SCHEMA, SEGMENT_SCHEMA, read_table, shard_files
 
 
 def _corpus_dir(tmp_path):
@@ -32,21 +33,32 @@ def _corpus_dir(tmp_path):
     return d
 
 
-def _files_config(d):
-    return CorpusConfig(sources=[FilesSource(type="files", path=str(d))], max_document_chars=50_000, shard_size=2,
-                        min_chars=300)
+def _raw_config(d, **kw):
+    return RawConfig(path=str(d), sources=[FilesSource(type="files", path=str(d))], **{"max_document_chars": 50_000, **kw})
+
+
+def _corpus_config(**kw):
+    return CorpusConfig(**{"shard_size": 2, "min_chars": 300, **kw})
+
+
+def _build(tmp_path, raw_cfg, corpus_cfg=None, name="out"):
+    """raw -> corpus as the two stages run them; returns both reports."""
+    raw = build_raw(raw_cfg, tmp_path / f"{name}-raw", progress=False)
+    corpus = build_corpus(corpus_cfg or _corpus_config(), tmp_path / f"{name}-raw", tmp_path / name, progress=False)
+    return raw, corpus
 
 
 def test_build_corpus_counts_add_up_and_bad_input_is_skipped(tmp_path, caplog):
     d = _corpus_dir(tmp_path)
-    cfg = _files_config(d)
     with caplog.at_level(logging.WARNING):
-        report = build_corpus(cfg, tmp_path / "out", progress=False)
-    m = report.metrics()
-    docs, segs = m["documents"], m["segments"]
+        raw, report = _build(tmp_path, _raw_config(d))
+    docs = raw.metrics()["documents"]
     assert docs["skipped"] == {"bad_row": 1, "empty": 1, "missing_text": 1, "too_large": 1,
                                "undecodable": 1, "unsupported_file": 1}
-    assert docs["used"] + sum(docs["skipped"].values()) == docs["read"]
+    assert docs["kept"] + sum(docs["skipped"].values()) == docs["read"]
+    m = report.metrics()
+    segs = m["segments"]
+    assert m["documents"]["read"] == docs["kept"] == 6
     assert segs["kept"] + sum(segs["dropped"].values()) == segs["input"]
     # copy.md sorts first: "Copy" is kept and its own "Brewing" sub-section is a near copy of it; so is
     # guide.md's "Brewing". "Guides" holds two sections, so it is different enough to keep.
@@ -66,14 +78,17 @@ def test_build_corpus_counts_add_up_and_bad_input_is_skipped(tmp_path, caplog):
 
 def test_shards_are_deterministic_and_round_trip(tmp_path):
     d = _corpus_dir(tmp_path)
-    cfg = _files_config(d)
-    build_corpus(cfg, tmp_path / "a", progress=False)
-    build_corpus(cfg, tmp_path / "b", progress=False)
-    a, b = shard_files(tmp_path / "a"), shard_files(tmp_path / "b")
-    assert [p.name for p in a] == [p.name for p in b]
-    assert all(x.read_bytes() == y.read_bytes() for x, y in zip(a, b))
-    assert pq.read_table(a[0]).to_pylist() == pq.read_table(b[0]).to_pylist()
-    assert not list((tmp_path / "a").glob(".*tmp*"))  # no temp files left behind
+    _build(tmp_path, _raw_config(d), name="a")
+    _build(tmp_path, _raw_config(d), name="b")
+    for out in ("", "-raw"):
+        a, b = shard_files(tmp_path / f"a{out}"), shard_files(tmp_path / f"b{out}")
+        assert a and [p.name for p in a] == [p.name for p in b]
+        assert all(x.read_bytes() == y.read_bytes() for x, y in zip(a, b))
+        assert pq.read_table(a[0]).to_pylist() == pq.read_table(b[0]).to_pylist()
+        assert not list((tmp_path / f"a{out}").glob(".*tmp*"))  # no temp files left behind
+    raw = read_table(tmp_path / "a-raw")
+    assert raw.schema.equals(RAW_SCHEMA) and raw.num_rows == 6
+    assert "https://x/compost" in raw["url"].to_pylist() and set(raw["source"].to_pylist()) == {"files"}
 
 
 def test_stream_stops_at_cap_without_reading_everything(tmp_path, monkeypatch):
@@ -83,19 +98,51 @@ def test_stream_stops_at_cap_without_reading_everything(tmp_path, monkeypatch):
         for i in itertools.count():
             yield Document("files", f"doc{i}", f"# Part {i}\n\n" + TEXTS["tea"] + f" Document number {i} is unique.", "markdown")
 
-    monkeypatch.setattr(corpus_mod, "iter_documents", endless)
+    monkeypatch.setattr(corpus_mod, "iter_raw", endless)
     cfg = CorpusConfig(max_segments=3, dedup={"near": False})
-    report = build_corpus(cfg, tmp_path / "out", progress=False)
+    report = build_corpus(cfg, tmp_path / "raw", tmp_path / "out", progress=False)
     assert report.segments_kept == 3 and report.capped
     assert report.documents_read == 4  # the fourth document hit the cap
 
 
-def test_python_packages_source_records_versions(tmp_path):
-    cfg = parse_config({"corpus": {"max_segments": 5}}).corpus
-    report = build_corpus(cfg, tmp_path / "out", progress=False)
+def test_package_snapshot_is_byte_stable_and_keeps_its_provenance(tmp_path):
+    """The demo corpus is a snapshot of PyPI project pages: the same packages give the same bytes, and
+    name==version, licence and format travel from the snapshot through data/raw into the manifest."""
+    snap = tmp_path / "corpus" / "pages.jsonl.gz"
+    counts = snapshot_packages(snap, max_documents=12)
+    first = snap.read_bytes()
+    snapshot_packages(snap, max_documents=12)
+    assert snap.read_bytes() == first and counts["written"] == 12
+    rows = [json.loads(line) for line in gzip.decompress(first).splitlines()]
+    assert all("==" in r["name"] and r["license"] and r["url"].startswith("https://pypi.org/project/") for r in rows)
+    raw, report = _build(tmp_path, RawConfig(path=str(tmp_path / "corpus"),
+                                             sources=[FilesSource(type="files", path=str(snap))]),
+                         _corpus_config(max_segments=5, min_chars=600))
+    assert raw.metrics()["documents"]["by_source"] == {"python_packages": 12}
+    docs = list(iter_raw(tmp_path / "out-raw"))
+    assert [d.name for d in docs] == [r["name"] for r in rows] and [d.license for d in docs] == [r["license"] for r in rows]
     assert report.segments_kept == 5
-    assert all("==" in p["package"] for p in report.packages)
-    assert sum(p["segments_kept"] for p in report.packages) == 5
+    assert sum(d["segments_kept"] for d in report.documents) == 5 and all("==" in d["name"] for d in report.documents)
+
+
+def test_snapshot_license_filter(tmp_path):
+    counts = snapshot_packages(tmp_path / "none.jsonl", max_documents=5, license_pattern=r"^NO SUCH LICENCE$")
+    assert counts.get("written", 0) == 0 and counts["license_not_allowed"] > 0
+    with pytest.raises(ValueError, match=r"\.jsonl"):
+        snapshot_packages(tmp_path / "x.csv")
+
+
+def test_raw_config_rejects_live_and_unversioned_sources():
+    with pytest.raises(ConfigError, match="humpback snapshot packages"):
+        parse_config({"raw": {"sources": [{"type": "python_packages"}]}})
+    with pytest.raises(ConfigError, match="outside raw.path 'data/demo/corpus'"):
+        parse_config({"raw": {"sources": [{"type": "files", "path": "/elsewhere/crawl"}]}})
+    with pytest.raises(ConfigError, match="outside raw.path"):
+        parse_config({"raw": {"sources": [{"type": "files", "path": "data/demo/corpus/../seed.jsonl"}]}})
+    with pytest.raises(ConfigError, match="corpus.sources is now raw.sources"):
+        parse_config({"corpus": {"sources": [{"type": "files", "path": "x"}]}})
+    cfg = parse_config({"raw": {"path": ".", "sources": [{"type": "files", "path": "crawl/a.jsonl"}]}})
+    assert cfg.raw.sources[0].path == "crawl/a.jsonl"
 
 
 def test_hub_source_streams_through_datasets(tmp_path):
@@ -103,18 +150,20 @@ def test_hub_source_streams_through_datasets(tmp_path):
     data = tmp_path / "hub.jsonl"
     data.write_text(json.dumps({"content": "# Kombucha\n\n" + TEXTS["tea"]}) + "\n"
                     + json.dumps({"other": 1}) + "\n")
-    cfg = parse_config({"corpus": {"sources": [
-        {"type": "hub", "dataset": "json", "data_files": [str(data)], "text_column": "content"}],
-        "min_chars": 300}}).corpus
-    report = build_corpus(cfg, tmp_path / "out", progress=False)
+    cfg = parse_config({"raw": {"sources": [
+        {"type": "hub", "dataset": "json", "data_files": [str(data)], "text_column": "content"}]}}).raw
+    raw, report = _build(tmp_path, cfg)
     assert report.segments_kept == 1
-    assert report.documents_skipped == {"missing_text": 1}
+    assert raw.metrics()["documents"] == {"read": 2, "kept": 1, "skipped": {"missing_text": 1}, "by_source": {"hub": 1}}
 
 
 def test_missing_source_path_is_a_clear_error(tmp_path):
-    cfg = CorpusConfig(sources=[FilesSource(type="files", path=str(tmp_path / "nope"))])
+    cfg = RawConfig(path=str(tmp_path), sources=[FilesSource(type="files", path=str(tmp_path / "nope"))])
     with pytest.raises(FileNotFoundError, match="nope"):
-        build_corpus(cfg, tmp_path / "out", progress=False)
+        build_raw(cfg, tmp_path / "out", progress=False)
+    (tmp_path / "empty-raw").mkdir()
+    with pytest.raises(FileNotFoundError, match="dvc repro raw"):
+        build_corpus(CorpusConfig(), tmp_path / "empty-raw", tmp_path / "out", progress=False)
 
 
 def test_row_files_name_the_row_and_bound_the_text(tmp_path):
@@ -127,9 +176,9 @@ def test_row_files_name_the_row_and_bound_the_text(tmp_path):
     texts = ["short"] * 1030 + [None, "# Big\n\n" + "y" * 5000]
     pq.write_table(pa.table({"text": texts}), d / "many.parquet")
     (d / "list.json").write_text(json.dumps([{"text": f"# Compost\n\n{TEXTS['gardening']}"}, {"x": 1}], indent=2))
-    cfg = CorpusConfig(sources=[FilesSource(type="files", path=str(d))], max_document_chars=1000, min_chars=300)
-    report = build_corpus(cfg, tmp_path / "out", progress=False)
-    assert report.documents_skipped == {"missing_text": 2, "too_large": 1}
+    cfg = _raw_config(d, max_document_chars=1000)
+    raw, report = _build(tmp_path, cfg)
+    assert raw.skipped == {"missing_text": 2, "too_large": 1}
     assert report.segments_kept == 1
     from humpback.data.corpus_sources import iter_files
 

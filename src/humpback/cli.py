@@ -23,6 +23,7 @@ def main() -> None:
     \b
     Run the pipeline:      dvc repro
     Check parameters:      humpback check-params params.yaml
+    Switch scale:          humpback profile apply smoke
     Try the segmenter:     humpback segment README.md
     Ask a model:           humpback generate m2 "How do I keep basil alive?"
     Look at the data:      humpback inspect data/curated/iter1 --min-score 5
@@ -47,11 +48,12 @@ def check_params(path: str) -> None:
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    sources = ", ".join(s.type for s in cfg.corpus.sources)
+    sources = ", ".join(s.type for s in cfg.raw.sources)
     click.echo(f"{path}: ok")
     click.echo(f"  model:  {cfg.model.source} {cfg.model.name}" + (" (tiny random)" if cfg.model.tiny_random else ""))
     click.echo(f"  seed:   {cfg.seed.source} {cfg.seed.hub_dataset or cfg.seed.path} (held out: {cfg.seed.heldout})")
-    click.echo(f"  corpus: {sources}; {cfg.corpus.min_chars}-{cfg.corpus.max_chars} chars, "
+    click.echo(f"  raw:    {sources} under {cfg.raw.path}")
+    click.echo(f"  corpus: {cfg.corpus.min_chars}-{cfg.corpus.max_chars} chars, "
                f"cap {cfg.corpus.max_segments or 'none'}")
     c = cfg.curate
     click.echo(f"  curate: {c.scorer} scorer, keep {'expected score' if c.use_expected_score else 'score'} >= {c.threshold}; "
@@ -59,6 +61,111 @@ def check_params(path: str) -> None:
     ev = cfg.evaluate
     click.echo(f"  eval:   {ev.set.source} {ev.set.hub_dataset or ev.set.path}; {', '.join(ev.models)} vs {ev.reference}; "
                f"judge {ev.judge.kind} ({ev.judge.label})" + ("; scaling on" if cfg.scaling.enabled else ""))
+
+
+@main.group("profile")
+def profile_group() -> None:
+    """Switch params.yaml between scales: the demo (the defaults), smoke, paper, or your own.
+
+    A profile in pipeline/profiles/ holds only what differs from the defaults. `apply` writes
+    params.yaml (defaults + profile, comments kept), so `dvc repro`, `dvc exp run -S` and
+    `dvc params diff` see an ordinary params file.
+    """
+
+
+@profile_group.command("list")
+@click.option("--dir", "profiles_dir", default="pipeline/profiles", show_default=True)
+def profile_list(profiles_dir):
+    """The profiles there are, with the first line of each."""
+    from humpback.profiles import DEFAULTS_NAME, available, profile_path
+
+    click.echo(f"{DEFAULTS_NAME:10s} The defaults (src/humpback/config.py): the offline CPU demo")
+    for name in available(profiles_dir):
+        first = profile_path(name, profiles_dir).read_text(encoding="utf-8").splitlines()[:1]
+        click.echo(f"{name:10s} {first[0].lstrip('# ') if first else ''}")
+
+
+@profile_group.command("show")
+@click.argument("name")
+@click.option("--dir", "profiles_dir", default="pipeline/profiles", show_default=True)
+def profile_show(name, profiles_dir):
+    """Every value the profile changes, against the defaults (nothing is written)."""
+    from humpback.config import ConfigError
+    from humpback.profiles import changes, defaults, overlay_of, resolve
+
+    try:
+        source, overlay = overlay_of(name, profiles_dir)
+        diff = changes(defaults(), resolve(overlay, source))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    for key, old, new in diff:
+        click.echo(f"{key}: {old!r} -> {new!r}")
+
+
+@profile_group.command("apply")
+@click.argument("name")
+@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--dir", "profiles_dir", default="pipeline/profiles", show_default=True)
+def profile_apply(name, params_path, profiles_dir):
+    """Write params.yaml = the defaults + profile NAME (a name in --dir, or a .yaml path).
+
+    \b
+    Example:
+      humpback profile apply smoke && dvc repro     # the whole DAG in seconds, tiny random model
+      humpback profile apply paper                  # LLaMA-7B, OASST1, hub corpus, GPT-4 judge
+      humpback profile apply demo                   # back to the defaults (no file needed)
+    """
+    from humpback.config import ConfigError
+    from humpback.profiles import apply
+
+    try:
+        diff = apply(name, params_path, profiles_dir)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{params_path}: profile {name}, {len(diff)} values changed")
+    for key, old, new in diff:
+        click.echo(f"  {key}: {old!r} -> {new!r}")
+
+
+@main.group("snapshot")
+def snapshot_group() -> None:
+    """Take a snapshot of a live corpus source into a file that the `raw` stage reads.
+
+    A live source (the installed Python packages, a web crawl) gives different documents on
+    different machines and days, so no stage reads it directly: snapshot it once, commit or
+    `dvc add` the file, and point a `files` source under `raw.path` at it.
+    """
+
+
+@snapshot_group.command("packages")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--max-documents", type=int, default=None, help="Stop after this many documents (default: all).")
+@click.option("--order-seed", type=int, default=0, show_default=True,
+              help="Documents come in a seeded hash order of the package name, so a cap spans many projects.")
+@click.option("--license", "license_pattern", default=None,
+              help="Regex a package's licence must match (default: permissive licences: MIT, BSD, Apache, PSF, ...).")
+@click.option("--any-license", is_flag=True, help="Keep every package whatever its licence says.")
+def snapshot_packages_cmd(out, max_documents, order_seed, license_pattern, any_license):
+    """The project pages (long descriptions) of the installed Python distributions, as .jsonl(.gz).
+
+    Each row: text, url (the PyPI page of that version), source, name (name==version), license,
+    format. The same documents always give the same bytes.
+
+    \b
+    Example (how data/demo/corpus was made):
+      humpback snapshot packages data/demo/corpus/python-packages.jsonl.gz --max-documents 120
+    """
+    from humpback.data.raw import PERMISSIVE, snapshot_packages
+
+    if any_license and license_pattern:
+        raise click.UsageError("--license and --any-license exclude each other")
+    try:
+        counts = snapshot_packages(out, order_seed, max_documents,
+                                   None if any_license else (license_pattern or PERMISSIVE))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    skipped = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if k != "written") or "none"
+    click.echo(f"{out}: {counts.get('written', 0)} documents (skipped: {skipped})")
 
 
 @main.command("segment")

@@ -1,12 +1,15 @@
 """params.yaml -> typed, validated config.
 
-Every section is a pydantic model with ``extra="forbid"``, so a typo is an error, not a silently
+The defaults here are the offline CPU demo, and params.yaml holds exactly them (a test says so); the
+paper's values, where the demo differs, are named beside each default and set by
+pipeline/profiles/paper.yaml. Every section is a pydantic model with ``extra="forbid"``, so a typo is an error, not a silently
 ignored knob. :func:`load_config` turns pydantic's errors into one message per problem that names
 the dotted key, what is allowed and what was given, before any stage does work.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -75,16 +78,13 @@ class SeedConfig(_Section):
     split_seed: int = 0
 
 
-# ---------------------------------------------------------------------------------------- corpus
-class PythonPackagesSource(_Section):
-    """Long descriptions (PyPI project pages) of the installed Python distributions."""
-
-    type: Literal["python_packages"]
-    max_documents: PositiveInt | None = None
-
-
+# ------------------------------------------------------------------------------------------- raw
 class FilesSource(_Section):
-    """Local files or directories: txt, md, rst, html, jsonl, parquet (optionally .gz)."""
+    """Local files or directories: txt, md, rst, html, jsonl, parquet (optionally .gz).
+
+    Rows of jsonl/json/parquet files may carry provenance columns ``name`` (e.g. ``requests==2.32.3``),
+    ``license`` and ``format`` (markdown | rst | html | text); they are kept in data/raw.
+    """
 
     type: Literal["files"]
     path: str
@@ -95,12 +95,17 @@ class FilesSource(_Section):
 
 
 class HubSource(_Section):
-    """A Hugging Face dataset, streamed (``datasets.load_dataset(..., streaming=True)``)."""
+    """A Hugging Face dataset, streamed (``datasets.load_dataset(..., streaming=True)``).
+
+    A live source: pin ``revision`` (a commit of the dataset repo) so that the snapshot in data/raw
+    can be taken again and give the same documents.
+    """
 
     type: Literal["hub"]
     dataset: str
     config: str | None = None
     split: str = "train"
+    revision: str | None = None
     data_files: list[str] | None = None
     text_column: str = "text"
     url_column: str | None = "url"
@@ -108,11 +113,52 @@ class HubSource(_Section):
     max_documents: PositiveInt | None = None
 
 
-CorpusSource = Annotated[
-    Union[PythonPackagesSource, FilesSource, HubSource], Field(discriminator="type")
-]
+RawSource = Annotated[Union[FilesSource, HubSource], Field(discriminator="type")]
 
 
+
+class RawConfig(_Section):
+    """The raw corpus node: stage `raw` snapshots these sources into data/raw (Parquet + provenance).
+
+    ``path`` is the stage's DVC dependency: every ``files`` source must lie inside it, so that an edit
+    to any input file reruns the snapshot. Live sources (``hub``) are read again only when these params
+    change or on ``dvc repro -f raw``: taking a new snapshot is an explicit act.
+    """
+
+    path: str = "data/demo/corpus"
+    sources: Annotated[list[RawSource], Field(min_length=1)] = [FilesSource(type="files", path="data/demo/corpus")]
+    max_document_chars: PositiveInt = 5_000_000
+    shard_size: PositiveInt = 1000  # documents per Parquet shard
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _live_packages(cls, value):
+        for i, src in enumerate(value if isinstance(value, list) else []):
+            if isinstance(src, dict) and src.get("type") == "python_packages":
+                raise ValueError(f"sources[{i}]: python_packages depends on what happens to be installed, so it is "
+                                 "not a stage source: snapshot it once with `humpback snapshot packages OUT.jsonl.gz` "
+                                 "and add OUT as a `files` source")
+        return value
+
+    @model_validator(mode="after")
+    def _files_inside_path(self) -> "RawConfig":
+        root = Path(self.path)
+        for i, src in enumerate(self.sources):
+            if isinstance(src, FilesSource) and not _inside(Path(src.path), root):
+                raise ValueError(f"sources[{i}].path '{src.path}' is outside raw.path '{self.path}', the stage's "
+                                 "DVC dependency: move the files under it or widen raw.path")
+        return self
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Lexically (no file system access: params are checked anywhere): is ``path`` at or under ``root``?"""
+    path, root = Path(os.path.normpath(path)), Path(os.path.normpath(root))
+    if root == Path("."):
+        return not path.is_absolute() and path.parts[:1] != ("..",)
+    return path.parts[: len(root.parts)] == root.parts
+
+
+# ---------------------------------------------------------------------------------------- corpus
 class HeaderFilter(_Section):
     drop_empty: bool = True
     drop_all_caps: bool = True
@@ -121,6 +167,9 @@ class HeaderFilter(_Section):
         "advertisement", "advertisements", "forum", "forums", "quick link", "quick links",
         "newsletter", "free newsletter", "subscribe", "related posts", "share this", "sponsored",
         "sign up", "log in", "login", "navigation", "menu", "sitemap", "cookie", "cookies",
+        # the demo corpus (package pages): sections that are lists, not prose
+        "changelog", "change log", "release history", "release notes", "contributors", "license",
+        "table of contents", "contents",
     ]
 
 
@@ -145,21 +194,27 @@ class DedupConfig(_Section):
 
 
 class CorpusConfig(_Section):
-    sources: Annotated[list[CorpusSource], Field(min_length=1)] = [
-        PythonPackagesSource(type="python_packages")
-    ]
-    max_segments: PositiveInt | None = None
-    max_segments_per_document: PositiveInt | None = None
-    shard_size: PositiveInt = 10_000
+    """Segments from the raw documents in data/raw: split at headers, filtered, deduplicated."""
+
+    max_segments: PositiveInt | None = 64  # demo cap; null = the whole corpus
+    max_segments_per_document: PositiveInt | None = 2  # demo: spread the cap over many documents
+    shard_size: PositiveInt = 16  # demo; at scale about 10,000 segments per shard
     min_chars: PositiveInt = 600
     max_chars: PositiveInt = 3000
-    max_document_chars: PositiveInt = 5_000_000
     allow_headerless: bool = False
-    order_seed: int = 0
     header: HeaderFilter = HeaderFilter()
     repetition: RepetitionFilter = RepetitionFilter()
     language: LanguageFilter = LanguageFilter()
     dedup: DedupConfig = DedupConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, value):
+        moved = sorted(k for k in ("sources", "max_document_chars") if isinstance(value, dict) and k in value)
+        if moved:
+            raise ValueError(f"corpus.{moved[0]} is now raw.{moved[0]}: the raw corpus is its own stage and "
+                             "DVC node (data/raw); move the key to the `raw` section")
+        return value
 
     @model_validator(mode="after")
     def _length_window(self) -> "CorpusConfig":
@@ -189,11 +244,11 @@ class LoraSpec(_Section):
 
 
 class TrainConfig(_Section):
-    """One recipe for every model (M_yx, M0, M1..Mn); defaults are the paper's (§3.1)."""
+    """One recipe for every model (M_yx, M0, M1..Mn): the paper's (§3.1) except where marked demo."""
 
     method: Literal["full", "lora"] = "full"
-    learning_rate: Annotated[float, Field(gt=0)] = 1e-5
-    final_learning_rate: Annotated[float, Field(ge=0)] = 9e-6  # linear decay to this value
+    learning_rate: Annotated[float, Field(gt=0)] = 5e-5  # demo (5 steps); the paper: 1e-5
+    final_learning_rate: Annotated[float, Field(ge=0)] = 4.5e-5  # linear decay to this (the paper: 9e-6)
     weight_decay: Annotated[float, Field(ge=0)] = 0.1
     dropout: Fraction = 0.1
     batch_size: PositiveInt = 32
@@ -201,8 +256,8 @@ class TrainConfig(_Section):
     small_data_threshold: NonNegInt = 3000
     micro_batch_size: PositiveInt = 8  # per forward pass; the rest is gradient accumulation
     epochs: Annotated[float, Field(gt=0)] = 1.0
-    max_steps: PositiveInt | None = None  # overrides epochs
-    max_length: PositiveInt = 1024  # tokens per example, longer ones are truncated
+    max_steps: PositiveInt | None = 5  # demo; overrides epochs (the paper: null, train for `epochs`)
+    max_length: PositiveInt = 384  # tokens per example, longer ones are truncated (demo; paper profile: 2048)
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     save_dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
     seed: int = 0
@@ -221,7 +276,7 @@ class GenerationConfig(_Section):
     engine: Literal["hf"] = "hf"
     temperature: Annotated[float, Field(ge=0)] = 0.7  # the paper: nucleus sampling T=0.7, p=0.9
     top_p: Annotated[float, Field(gt=0, le=1)] = 0.9
-    max_new_tokens: PositiveInt = 128
+    max_new_tokens: PositiveInt = 64  # instructions are short (the paper: 352 +- 134 characters)
     seed: int = 0
     batch_size: PositiveInt = 8
     precision: Literal["auto", "bf16", "fp32"] = "auto"
@@ -237,14 +292,15 @@ class AugmentConfig(_Section):
 class CurateConfig(_Section):
     # generate: sample a rating with reasoning and parse its last "Score: n" (the paper's way);
     # logits:   one forward pass, probabilities of "1".."5" right after "Score: " (no sampling).
-    scorer: Literal["generate", "logits"] = "generate"
+    scorer: Literal["generate", "logits"] = "logits"  # demo; the paper's way: generate
     template: str | None = None  # null = src/humpback/prompts/rate.txt; needs {instruction} and {response}
     generation: GenerationConfig = GenerationConfig(max_new_tokens=256)
     batch_size: PositiveInt = 8  # logits scorer
     # A_k = pairs with score >= threshold (the paper: k = 5). A float is allowed with
     # use_expected_score, which compares the logits scorer's expected score instead of its argmax.
-    threshold: Annotated[float, Field(ge=1, le=5)] = 5
-    use_expected_score: bool = False
+    # demo: 3.6 on the expected score (a 135M curator rates almost every pair 5); the paper: 5
+    threshold: Annotated[float, Field(ge=1, le=5)] = 3.6
+    use_expected_score: bool = True
     max_selected: PositiveInt | None = None  # optional cap, drawn in a seeded order
     sample_seed: int = 0
 
@@ -318,7 +374,7 @@ class EvaluateConfig(_Section):
     reference: str = "m0"
     # The paper's best inference prompt (Table 8): both tags. Placed as prompts.tag_placement says.
     inference_tag: str | None = "Answer in the style of an AI Assistant. Answer with knowledge from web search."
-    generation: GenerationConfig = GenerationConfig(max_new_tokens=256)
+    generation: GenerationConfig = GenerationConfig(max_new_tokens=96)  # demo: short answers
     judge: JudgeConfig = JudgeConfig()
     lc_splits: Annotated[int, Field(ge=2)] = 5  # cross-validation folds of the length-controlled GLM
     # Optional CSV of per-prompt difficulty (AlpacaEval's instruction_difficulty.csv: prompt index,
@@ -341,7 +397,7 @@ class ScalingConfig(_Section):
     # The paper's data-efficiency analysis (Fig. 4, Table 3): train on N curated pairs for each N,
     # evaluate, and fit win rate = alpha * ln N + C. Off by default: it trains one model per size.
     enabled: bool = False
-    sizes: list[PositiveInt] = [100, 200, 400, 800]
+    sizes: list[PositiveInt] = [8, 16, 32]  # demo; the paper: 100, 800, 1,600 ... 51,200
     iteration: PositiveInt | None = None  # whose curated set A_k^(i); null = the last iteration
     with_seed: bool = False  # also train on the seed pairs (the paper's curves use the dataset alone)
     # optimizer steps per size (the paper's Table 18: 100 -> 30, 800 -> 300, ...); unlisted sizes use
@@ -368,6 +424,7 @@ class MlflowConfig(_Section):
 class Config(_Section):
     model: ModelConfig = ModelConfig()
     seed: SeedConfig = SeedConfig()
+    raw: RawConfig = RawConfig()
     corpus: CorpusConfig = CorpusConfig()
     prompts: PromptsConfig = PromptsConfig()
     train: TrainConfig = TrainConfig()

@@ -1,6 +1,6 @@
 """Recognise and load the datasets humpback writes, for `humpback inspect` and `humpback export`.
 
-Kinds, told apart by their columns: corpus segments, candidates (segment + generated instruction),
+Kinds, told apart by their columns: raw documents, corpus segments, candidates (segment + generated instruction),
 scores (curator ratings), curated pairs (A_k), seed pairs, AlpacaEval model outputs and AlpacaEval
 annotations. Score tables are joined to their candidates so a rating is shown beside its pair.
 """
@@ -17,6 +17,7 @@ KINDS = {
     "candidates": ({"id", "instruction", "text", "backward_model"}, ["id", "instruction", "text", "url"]),
     "seed": ({"id", "instruction", "response", "source"}, ["id", "instruction", "response", "source"]),
     "corpus": ({"id", "text", "n_chars"}, ["id", "header", "n_chars", "text"]),
+    "raw": ({"id", "text", "format", "license"}, ["id", "name", "license", "url", "text"]),
     "annotations": ({"instruction", "output_1", "output_2", "preference"},
                     ["index", "preference", "instruction", "output_1", "output_2"]),
     "model_outputs": ({"instruction", "output", "generator"}, ["generator", "instruction", "output"]),
@@ -32,8 +33,8 @@ def _kind(columns: set[str], path: Path) -> str:
         if needed <= columns:
             return kind
     raise NotAHumpbackDataset(
-        f"{path}: not a humpback dataset (columns {sorted(columns)}); expected Parquet shards of corpus "
-        "segments, candidates, scores, curated or seed pairs (data/...), or an AlpacaEval JSON "
+        f"{path}: not a humpback dataset (columns {sorted(columns)}); expected Parquet shards of raw "
+        "documents, corpus segments, candidates, scores, curated or seed pairs (data/...), or an AlpacaEval JSON "
         "(data/eval/answers/*.json, data/eval/judged/*/annotations.json)")
 
 

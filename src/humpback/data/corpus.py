@@ -1,4 +1,4 @@
-"""Build the unlabelled corpus: documents -> segments -> filters -> dedup -> Parquet shards.
+"""Build the unlabelled corpus: raw documents (data/raw) -> segments -> filters -> dedup -> Parquet shards.
 
 Everything streams: one document is in memory at a time, shards are flushed as they fill, and the
 dedup index holds hashes of kept segments only. The report's counts add up: every segment that was
@@ -15,9 +15,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from humpback.config import CorpusConfig
-from humpback.data.corpus_sources import iter_documents
 from humpback.data.dedup import Deduplicator, content_id
 from humpback.data.filters import segment_reason
+from humpback.data.raw import iter_raw
 from humpback.data.segment import segment
 from humpback.data.shards import SEGMENT_SCHEMA, ShardWriter
 
@@ -33,7 +33,7 @@ class CorpusReport:
     segments_dropped: Counter = field(default_factory=Counter)
     kept_chars: list[int] = field(default_factory=list, repr=False)
     shards: list[str] = field(default_factory=list)
-    packages: list[dict] = field(default_factory=list)  # python_packages documents used
+    documents: list[dict] = field(default_factory=list)  # provenance of each segmented document, with its kept count
     capped: bool = False
 
     def metrics(self) -> dict:
@@ -56,17 +56,14 @@ class CorpusReport:
         }
 
 
-def build_corpus(cfg: CorpusConfig, out_dir: str | Path, progress: bool = True) -> CorpusReport:
+def build_corpus(cfg: CorpusConfig, raw_dir: str | Path, out_dir: str | Path, progress: bool = True) -> CorpusReport:
     report = CorpusReport()
     dedup = Deduplicator(cfg.dedup)
     writer = ShardWriter(out_dir, SEGMENT_SCHEMA, cfg.shard_size)
-    docs = iter_documents(cfg.sources, cfg.order_seed, cfg.max_document_chars)
+    docs = iter_raw(raw_dir)
     bar = tqdm(docs, desc="corpus", unit="doc", disable=not progress, mininterval=1.0)
     for doc in bar:
         report.documents_read += 1
-        if doc.skip:
-            report.documents_skipped[doc.skip] += 1
-            continue
         try:
             segments = segment(doc.text, doc.format)
         except Exception as exc:  # a parser choking on one page must not end the stage
@@ -102,8 +99,7 @@ def build_corpus(cfg: CorpusConfig, out_dir: str | Path, progress: bool = True) 
             kept_here += 1
             report.segments_kept += 1
             report.kept_chars.append(len(seg.text))
-        if doc.name is not None:
-            report.packages.append({"package": doc.name, "segments_kept": kept_here})
+        report.documents.append({"url": doc.url, "name": doc.name, "license": doc.license, "segments_kept": kept_here})
         bar.set_postfix(kept=report.segments_kept, refresh=False)
         if report.capped:
             break

@@ -1,4 +1,4 @@
-"""Readers that stream raw documents from the configured corpus sources.
+"""Readers that stream raw documents from the sources of the raw corpus (stage `raw`).
 
 Each reader yields :class:`Document` one at a time (no whole-corpus lists). A document that cannot
 be used (empty, undecodable, too large, a row without text) is still yielded, with ``skip`` set to
@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from humpback.config import FilesSource, HubSource, PythonPackagesSource
+from humpback.config import FilesSource, HubSource
 from humpback.data.segment import format_for_content_type, format_for_suffix
 from humpback.io import inner_suffix, open_binary
 
@@ -33,6 +33,7 @@ class Document:
     format: str
     skip: str | None = None  # reason the document cannot be used
     name: str | None = None  # e.g. "requests==2.32.3" for a package page
+    license: str | None = None  # as the source states it
 
 
 def _skipped(source: str, url: str, reason: str, detail: str = "") -> Document:
@@ -45,11 +46,25 @@ def _canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def iter_python_packages(src: PythonPackagesSource, order_seed: int, max_chars: int) -> Iterator[Document]:
-    """Long descriptions of the installed distributions, one document each.
+def package_license(meta) -> str | None:
+    """The licence a distribution declares: its SPDX expression, else its licence classifiers, else
+    a one-line License field (some packages put the whole licence text there)."""
+    if meta.get("License-Expression"):
+        return meta["License-Expression"].strip()
+    classifiers = [c.split("::")[-1].strip() for c in meta.get_all("Classifier") or [] if c.startswith("License ::")]
+    classifiers = [c for c in classifiers if c != "OSI Approved"]
+    if classifiers:
+        return " OR ".join(classifiers)
+    field = (meta.get("License") or "").strip()
+    return field if field and "\n" not in field and len(field) < 100 and field != "UNKNOWN" else None
 
-    Ordered by a seeded hash of the name rather than alphabetically, so a capped demo draws from
-    many kinds of project, and the same environment always gives the same order.
+
+def iter_python_packages(order_seed: int, max_chars: int) -> Iterator[Document]:
+    """Long descriptions of the installed distributions, one document each (`humpback snapshot packages`).
+
+    A live source: what it yields depends on what is installed, so no stage reads it; the snapshot
+    command writes it to a file once. Ordered by a seeded hash of the name rather than alphabetically,
+    so a capped demo draws from many kinds of project.
     """
     dists = {}
     for dist in md.distributions():
@@ -57,22 +72,21 @@ def iter_python_packages(src: PythonPackagesSource, order_seed: int, max_chars: 
         if name and _canonical(name) not in dists:
             dists[_canonical(name)] = dist
     order = sorted(dists, key=lambda n: hashlib.sha256(f"{order_seed}:{n}".encode()).hexdigest())
-    for count, key in enumerate(order):
-        if src.max_documents is not None and count >= src.max_documents:
-            return
+    for key in order:
         meta = dists[key].metadata
         name, version = meta.get("Name"), meta.get("Version")
         url = f"https://pypi.org/project/{name}/{version}/"
         body = meta.get_payload() if hasattr(meta, "get_payload") else None
         text = body or meta.get("Description") or ""
+        common = {"name": f"{name}=={version}", "license": package_license(meta)}
         if not text.strip() or text.strip() == "UNKNOWN":
-            yield Document("python_packages", url, None, "text", skip="empty", name=f"{name}=={version}")
+            yield Document("python_packages", url, None, "text", skip="empty", **common)
             continue
         if len(text) > max_chars:
-            yield Document("python_packages", url, None, "text", skip="too_large", name=f"{name}=={version}")
+            yield Document("python_packages", url, None, "text", skip="too_large", **common)
             continue
         fmt = format_for_content_type(meta.get("Description-Content-Type"))
-        yield Document("python_packages", url, text, fmt, name=f"{name}=={version}")
+        yield Document("python_packages", url, text, fmt, **common)
 
 
 # ------------------------------------------------------------------------------------ local files
@@ -85,14 +99,25 @@ def _iter_files(root: Path) -> Iterator[Path]:
             yield path
 
 
+FORMATS = ("markdown", "rst", "html", "text")
+
+
 def _row_document(row: dict, source: str, where: str, text_column: str, url_column: str | None, fmt: str) -> Document:
-    text = row.get(text_column) if isinstance(row, dict) else None
-    url = str(row.get(url_column) or where) if isinstance(row, dict) and url_column else where
+    """A row as a document; its optional ``source``, ``name``, ``license`` and ``format`` columns are
+    provenance (a snapshot written by `humpback snapshot` carries them) and are kept."""
+    if not isinstance(row, dict):
+        return Document(source, where, None, "text", skip="missing_text")
+    text = row.get(text_column)
+    url = str(row.get(url_column) or where) if url_column else where
     if not isinstance(text, str):
         return Document(source, where, None, "text", skip="missing_text")
     if not text.strip():
         return Document(source, url, None, "text", skip="empty")
-    return Document(source, url, text, fmt)
+    fmt = row["format"] if row.get("format") in FORMATS else fmt
+    name, license_ = row.get("name"), row.get("license")
+    return Document(str(row.get("source") or source), url, text, fmt,
+                    name=name if isinstance(name, str) else None,
+                    license=license_ if isinstance(license_, str) else None)
 
 
 def _iter_rows(path: Path, src: FilesSource, max_chars: int) -> Iterator[Document]:
@@ -194,7 +219,11 @@ def iter_hub(src: HubSource, max_chars: int) -> Iterator[Document]:
     """Rows of a hub dataset, streamed; ``dataset`` may also be a builder such as ``json``."""
     from datasets import load_dataset
 
-    ds = load_dataset(src.dataset, src.config, split=src.split, streaming=True, data_files=src.data_files)
+    if src.revision is None:
+        log.warning("hub source %s has no revision: this snapshot cannot be taken again identically "
+                    "(pin raw.sources[].revision to a commit of the dataset)", src.dataset)
+    ds = load_dataset(src.dataset, src.config, split=src.split, streaming=True, data_files=src.data_files,
+                      revision=src.revision)
     count = 0
     for i, row in enumerate(ds):
         if src.max_documents is not None and count >= src.max_documents:
@@ -207,11 +236,9 @@ def iter_hub(src: HubSource, max_chars: int) -> Iterator[Document]:
         yield doc
 
 
-def iter_documents(sources: Iterable, order_seed: int, max_chars: int) -> Iterator[Document]:
+def iter_documents(sources: Iterable, max_chars: int) -> Iterator[Document]:
     for src in sources:
-        if isinstance(src, PythonPackagesSource):
-            yield from iter_python_packages(src, order_seed, max_chars)
-        elif isinstance(src, FilesSource):
+        if isinstance(src, FilesSource):
             yield from iter_files(src, max_chars)
         elif isinstance(src, HubSource):
             yield from iter_hub(src, max_chars)

@@ -17,11 +17,23 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+RAW_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),  # content hash of text
+        pa.field("source", pa.string(), nullable=False),  # files | hub | python_packages (a snapshot's rows)
+        pa.field("url", pa.string(), nullable=False),  # page URL, or file path (with #row or :line)
+        pa.field("name", pa.string()),  # e.g. "requests==2.32.3" for a package page
+        pa.field("license", pa.string()),  # as the source states it
+        pa.field("format", pa.string(), nullable=False),  # markdown | rst | html | text
+        pa.field("text", pa.string(), nullable=False),
+    ]
+)
+
 SEGMENT_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),  # content hash of text
         pa.field("text", pa.string(), nullable=False),
-        pa.field("source", pa.string(), nullable=False),  # python_packages | files | hub
+        pa.field("source", pa.string(), nullable=False),  # the raw document's source
         pa.field("url", pa.string()),  # page URL or file path the segment came from
         pa.field("header", pa.string(), nullable=False),
         pa.field("n_chars", pa.int32(), nullable=False),
