@@ -109,30 +109,35 @@ def _scores(tmp_path, scores):
     return tmp_path / "scores"
 
 
+def _on_score(threshold=5, **kw) -> CurateConfig:
+    """Selection on the integer score (the paper's rule), not the demo's expected score."""
+    return CurateConfig(scorer="generate", use_expected_score=False, threshold=threshold, **kw)
+
+
 def test_select_counts_threshold_and_cap(tmp_path):
     cands = _candidates(tmp_path)
     scores = _scores(tmp_path, [5, 4, None, 2, 5, 3])
-    table, m = select(cands, scores, CurateConfig(threshold=4))
+    table, m = select(cands, scores, _on_score(4))
     assert table["id"].to_pylist() == ["c0", "c1", "c4"]
     assert m["scores"] == {"1": 0, "2": 1, "3": 1, "4": 1, "5": 2} and m["unparseable"] == 1
     assert m["kept"] == 3 and m["kept_share"] == 0.5 and m["kept_response_chars"]["count"] == 3
     assert table["response"].to_pylist()[0].startswith("Answer number 0.")
-    five, _ = select(cands, scores, CurateConfig(threshold=5))
+    five, _ = select(cands, scores, _on_score(5))
     assert five["id"].to_pylist() == ["c0", "c4"]
-    capped, m = select(cands, scores, CurateConfig(threshold=2, max_selected=2, sample_seed=3))
+    capped, m = select(cands, scores, _on_score(2, max_selected=2, sample_seed=3))
     assert capped.num_rows == 2 and m["eligible"] == 5
-    assert capped["id"].to_pylist() == select(cands, scores, CurateConfig(threshold=2, max_selected=2, sample_seed=3))[0]["id"].to_pylist()
+    assert capped["id"].to_pylist() == select(cands, scores, _on_score(2, max_selected=2, sample_seed=3))[0]["id"].to_pylist()
     assert [r["count"] for r in histogram_rows(m)] == [0, 1, 1, 1, 2, 1]
 
 
 def test_empty_selection_is_not_an_error(tmp_path):
-    table, m = select(_candidates(tmp_path), _scores(tmp_path, [1, 2, 3, 1, 2, 3]), CurateConfig(threshold=5))
+    table, m = select(_candidates(tmp_path), _scores(tmp_path, [1, 2, 3, 1, 2, 3]), _on_score(5))
     assert table.num_rows == 0 and m["kept"] == 0 and m["kept_instruction_chars"]["count"] == 0
 
 
 def test_expected_score_threshold_needs_logits():
     with pytest.raises(ValueError, match="use_expected_score needs scorer: logits"):
-        CurateConfig(use_expected_score=True, threshold=4.5)
+        CurateConfig(scorer="generate", use_expected_score=True, threshold=4.5)
     assert CurateConfig(scorer="logits", use_expected_score=True, threshold=4.5).threshold == 4.5
 
 
@@ -140,7 +145,7 @@ def test_stale_scores_are_reported(tmp_path):
     cands = _candidates(tmp_path, n=6)
     scores = _scores(tmp_path, [5] * 7)  # c6 has no candidate
     with pytest.raises(ValueError, match="1 scores have no candidate"):
-        select(cands, scores, CurateConfig())
+        select(cands, scores, _on_score())
 
 
 def test_generate_scorer_survives_unparseable_ratings(tiny_model_dir, tmp_path):
@@ -149,7 +154,7 @@ def test_generate_scorer_survives_unparseable_ratings(tiny_model_dir, tmp_path):
     from humpback.models.generation import HFEngine, Sampling
 
     cands = _candidates(tmp_path, n=4)
-    cfg = CurateConfig(scorer="generate", generation={"max_new_tokens": 4, "batch_size": 4, "precision": "fp32"})
+    cfg = CurateConfig(scorer="generate", use_expected_score=False, threshold=5, generation={"max_new_tokens": 4, "batch_size": 4, "precision": "fp32"})
 
     def factory():
         return GenerateScorer(HFEngine(tiny_model_dir, 4, "fp32"), Sampling(max_new_tokens=4))
@@ -159,5 +164,5 @@ def test_generate_scorer_survives_unparseable_ratings(tiny_model_dir, tmp_path):
     table = pa.concat_tables(pq.read_table(p) for p in shard_files(tmp_path / "scores"))
     assert table["score"].null_count == 4 and set(table["parse_error"].to_pylist()) == {"no_score"}
     assert all(isinstance(r, str) for r in table["raw"].to_pylist())
-    _, m = select(cands, tmp_path / "scores", CurateConfig(threshold=1))
+    _, m = select(cands, tmp_path / "scores", _on_score(1))
     assert m["kept"] == 0 and m["unparseable"] == 4
