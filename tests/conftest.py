@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # fail fast instead of waiting on a network that is not there
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -20,3 +27,26 @@ def tiny_model_dir(tmp_path_factory):
     model, tok = load_base_model(ModelConfig(tiny_random=TinyRandom(hidden_size=32, intermediate_size=64)))
     save_checkpoint(model, tok, out)
     return out
+
+
+def copy_project(dest: Path) -> dict[str, str]:
+    """Copy the project's files into ``dest`` as a fresh clone has them (git-tracked and not ignored),
+    make it a git repo with one commit, and return the environment to run dvc and humpback there."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for rel in files:
+        if (ROOT / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dest / rel)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    for args in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
+        subprocess.run(args, cwd=dest, env=env, check=True, capture_output=True)
+    return env
+
+
+def run_ok(args, cwd, env, timeout=600) -> str:
+    """Run a command; fail the test with its output if it fails; return stdout + stderr."""
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{args} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout + proc.stderr
