@@ -50,3 +50,33 @@ def run_ok(args, cwd, env, timeout=600) -> str:
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{args} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout + proc.stderr
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_ui(root: Path, env: dict[str, str], timeout_s: float = 120):
+    """`humpback ui` on a free loopback port in ``root``; returns (process, url) once /health answers."""
+    import time
+    import urllib.request
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "humpback.cli", "ui", "--port", str(port)], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
+                return proc, url
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(1)
+    proc.kill()
+    pytest.fail(f"the MLflow UI did not come up: {proc.stdout.read()}")

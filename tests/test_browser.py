@@ -5,24 +5,17 @@ headless Chromium shows the comparison of M0..Mn with their win rates. Skipped w
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from conftest import start_ui
+
 BROWSER = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
 pytestmark = pytest.mark.skipif(BROWSER is None, reason="no Chromium on this machine")
 WIN_RATES = {"m0": 50.0, "m1": 61.25, "m2": 67.75}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _browser(*args: str, timeout: int = 90) -> str:
@@ -52,20 +45,7 @@ def ui(tmp_path_factory):
     finally:
         os.environ.clear()
         os.environ.update(old)
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "humpback.cli", "ui", "--port", str(port)], cwd=root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
-                break
-        except OSError:
-            time.sleep(1)
-    else:
-        proc.kill()
-        pytest.fail(f"the MLflow UI did not come up: {proc.stdout.read()}")
+    proc, url = start_ui(root, env)
     yield url, exp_id, run_ids
     proc.terminate()
     proc.wait(timeout=30)

@@ -400,7 +400,6 @@ def ui_cmd(port, host):
       humpback ui --port 5001
     """
     import os
-    import subprocess
 
     from humpback import tracking
 
@@ -410,10 +409,50 @@ def ui_cmd(port, host):
                                    "(or set MLFLOW_TRACKING_URI)")
     click.echo(f"MLflow UI on {uri}: http://{host}:{port}  (Ctrl-C to stop)")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    sys.exit(_serve(cmd, {**os.environ, "MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK": "true"}))
+
+
+def _serve(cmd: list[str], env: dict) -> int:
+    """Run a server until it exits or we are told to stop (Ctrl-C, SIGTERM, SIGHUP); then stop it and
+    everything it started. The MLflow UI spawns a web server, a job runner and queue consumers: they
+    run in a new process group, which is signalled as a whole."""
+    import signal
+    import subprocess
+
+    def interrupt(_signum, _frame):
+        raise KeyboardInterrupt
+
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        subprocess.run(cmd, check=False, env={**os.environ, "MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK": "true"})
+        return proc.wait()
     except KeyboardInterrupt:
-        pass
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _stop_group(proc)
+
+
+def _stop_group(proc, grace_s: float = 10.0) -> None:
+    """SIGTERM to the process group of ``proc``, SIGKILL to what is left after ``grace_s``."""
+    import os
+    import signal
+    import time
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return  # nobody left in the group
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            proc.poll()  # reap the leader, or it stays in the group as a zombie
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
 
 
 if __name__ == "__main__":  # pragma: no cover

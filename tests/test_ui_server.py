@@ -1,0 +1,62 @@
+"""`humpback ui` stops everything it started when it is stopped (regression: after SIGTERM the MLflow
+server, its job runner and queue consumers, about 1.5 GB, kept running)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import start_ui
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in process group ``pgid``."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stopping_ui_stops_the_mlflow_server_and_its_workers(tmp_path, sig):
+    from humpback import tracking
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "DVC_ROOT": str(tmp_path)}
+    old = dict(os.environ)
+    os.environ.update(env)
+    try:
+        tracking.setup("humpback")  # creates the store
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    proc, _ = start_ui(tmp_path, env)
+    (server,) = _children(proc.pid)
+    pgid = os.getpgid(server)
+    assert pgid != os.getpgid(proc.pid) and _group_members(pgid)
+    proc.send_signal(sig)
+    assert proc.wait(timeout=60) == 0
+    deadline = time.time() + 30
+    while _group_members(pgid) and time.time() < deadline:
+        time.sleep(0.2)
+    assert _group_members(pgid) == []
