@@ -185,3 +185,47 @@ def test_row_files_name_the_row_and_bound_the_text(tmp_path):
     skipped = {d.url.rsplit("/", 1)[-1]: d.skip for d in iter_files(cfg.sources[0], cfg.max_document_chars) if d.skip}
     assert skipped == {"list.json#1": "missing_text", "many.parquet#1030": "missing_text",
                        "many.parquet#1031": "too_large"}
+
+
+def test_broken_files_are_skipped_counted_and_named(tmp_path, caplog):
+    """A crawl folder with every kind of broken file beside good ones: the stage goes on, keeps the
+    good documents and counts each broken file under one reason, naming it in a warning (regression:
+    a truncated .gz ended the stage with click's bare `Aborted!`)."""
+    import os
+
+    import pyarrow as pa
+
+    d = tmp_path / "crawl"
+    d.mkdir()
+    good = f"# Compost\n\n{TEXTS['gardening']}\n"
+    (d / "good.md").write_text(good)
+    (d / "good.jsonl.gz").write_bytes(gzip.compress((json.dumps({"text": f"# Tea\n\n{TEXTS['tea']}"}) + "\n").encode()))
+    (d / "truncated.md.gz").write_bytes(gzip.compress(good.encode() * 3)[:-40])
+    (d / "truncated.jsonl.gz").write_bytes(gzip.compress(
+        "\n".join(json.dumps({"text": f"# Bread {i}\n\n{TEXTS['sourdough']}"}) for i in range(50)).encode())[:300])
+    (d / "not-gzip.txt.gz").write_bytes(b"plain bytes, no gzip header at all")
+    buf = pa.BufferOutputStream()
+    pq.write_table(pa.table({"text": [good]}), buf)
+    (d / "corrupt.parquet").write_bytes(buf.getvalue().to_pybytes()[:-20])
+    (d / "locked.md").write_text(good)
+    (d / "locked.md").chmod(0)
+    (d / "dangling.md").symlink_to(d / "nowhere.md")
+    (d / "loop.md").symlink_to(d / "loop.md")
+    (d / "sub").mkdir()
+    (d / "sub" / "up").symlink_to(d, target_is_directory=True)  # a cycle: not walked
+    try:
+        with caplog.at_level(logging.WARNING):
+            raw = build_raw(_raw_config(d), tmp_path / "raw", progress=False)
+    finally:
+        (d / "locked.md").chmod(0o644)
+    skipped = raw.metrics()["documents"]["skipped"]
+    expected = {"corrupt": 4, "not_a_file": 2}
+    if os.geteuid() != 0:  # root reads a file without permissions
+        expected["unreadable"] = 1
+    assert skipped == expected
+    kept = read_table(tmp_path / "raw")["url"].to_pylist()
+    assert any(u.endswith("good.md") for u in kept) and any("good.jsonl.gz" in u for u in kept)
+    m = raw.metrics()["documents"]
+    assert m["kept"] + sum(m["skipped"].values()) == m["read"]
+    for name in ("truncated.md.gz", "truncated.jsonl.gz", "not-gzip.txt.gz", "corrupt.parquet", "dangling.md", "loop.md"):
+        assert any(name in r.getMessage() for r in caplog.records), name

@@ -91,12 +91,25 @@ def iter_python_packages(order_seed: int, max_chars: int) -> Iterator[Document]:
 
 # ------------------------------------------------------------------------------------ local files
 def _iter_files(root: Path) -> Iterator[Path]:
-    if root.is_file():
+    """Every entry under ``root`` that is not a directory, in name order, hidden ones left out. What is
+    not a regular file (a dangling link, a symlink loop, a socket) is yielded too, for the caller to
+    count; directory symlinks are not followed, so a link cycle cannot make the walk endless."""
+    if not root.is_dir():
         yield root
         return
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and not any(p.startswith(".") for p in path.relative_to(root).parts):
+    for path in sorted(root.rglob("*")):  # rglob does not descend into directory links
+        if not path.is_dir() and not any(p.startswith(".") for p in path.relative_to(root).parts):
             yield path
+
+
+def _broken_file_errors() -> tuple[type[BaseException], ...]:
+    """What reading a broken file raises: truncated or corrupt gzip (EOFError, zlib.error,
+    BadGzipFile), corrupt Parquet (ArrowException), no permission or a vanished file (OSError)."""
+    import zlib
+
+    import pyarrow
+
+    return (OSError, EOFError, zlib.error, pyarrow.ArrowException)
 
 
 FORMATS = ("markdown", "rst", "html", "text")
@@ -179,24 +192,34 @@ def iter_files(src: FilesSource, max_chars: int) -> Iterator[Document]:
     if not root.exists():
         raise FileNotFoundError(f"corpus source path '{src.path}' does not exist")
     count = 0
+    broken = _broken_file_errors()
     for path in _iter_files(root):
         if src.max_documents is not None and count >= src.max_documents:
             return
-        suffix = inner_suffix(path)
-        if suffix in ROW_SUFFIXES:
-            for doc in _iter_rows(path, src, max_chars):
-                if doc.skip is None:
-                    count += 1
-                yield doc
+        if not path.is_file():
+            yield _skipped("files", str(path), "not_a_file", "a dangling link, a symlink loop or a special file")
             continue
-        fmt = format_for_suffix(suffix) if src.format == "auto" else src.format
-        if fmt is None:
-            yield _skipped("files", str(path), "unsupported_file", f"suffix '{suffix or path.name}'")
+        suffix = inner_suffix(path)
+        try:
+            if suffix in ROW_SUFFIXES:
+                # rows read before a file turns out broken are kept; the rest counts as one skip
+                for doc in _iter_rows(path, src, max_chars):
+                    if doc.skip is None:
+                        count += 1
+                    yield doc
+                continue
+            fmt = format_for_suffix(suffix) if src.format == "auto" else src.format
+            if fmt is None:
+                yield _skipped("files", str(path), "unsupported_file", f"suffix '{suffix or path.name}'")
+                continue
+            # Read at most a little more than the limit: a 50 MB one-line file costs 4*max_chars bytes.
+            with open_binary(path) as fh:
+                data = fh.read(4 * max_chars + 4)
+        except broken as exc:
+            reason = "unreadable" if isinstance(exc, PermissionError) else "corrupt"
+            yield _skipped("files", str(path), reason, f"{type(exc).__name__}: {exc}")
             continue
         count += 1
-        # Read at most a little more than the limit: a 50 MB one-line file costs 4*max_chars bytes.
-        with open_binary(path) as fh:
-            data = fh.read(4 * max_chars + 4)
         if not data.strip():
             yield _skipped("files", str(path), "empty")
             continue
