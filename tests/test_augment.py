@@ -95,6 +95,30 @@ def test_crash_then_resume_equals_a_from_scratch_run(corpus, tmp_path, tiny_mode
     assert _snapshot(out) == _snapshot(tmp_path / "scratch")  # no row lost or duplicated
 
 
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "fewer_rows"])
+def test_a_broken_output_shard_is_recomputed_not_trusted(corpus, tmp_path, tiny_model_dir, caplog, damage):
+    """A shard cut short (a full disk, an interrupted copy) or holding too few rows is not finished work."""
+    import logging
+
+    out = tmp_path / "out"
+    _run(corpus, out, [], tiny_model_dir)
+    good = _snapshot(out)
+    victim = shard_files(out)[1]
+    if damage == "truncate":
+        victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    elif damage == "garbage":
+        victim.write_bytes(b"PAR1" + b"\0" * 64 + b"PAR1")
+    else:
+        t = pq.read_table(victim)
+        pq.write_table(t.slice(0, 1).replace_schema_metadata(t.schema.metadata), victim)
+    engines = []
+    with caplog.at_level(logging.WARNING):
+        report = _run(corpus, out, engines, tiny_model_dir)
+    assert (report.shards_generated, report.shards_reused, report.shards_replaced_broken) == (1, 2, 1)
+    assert engines[0].calls == 1 and _snapshot(out) == good
+    assert any(victim.name in r.getMessage() and "broken" in r.getMessage() for r in caplog.records)
+
+
 def test_stale_shards_and_changed_settings_are_replaced(corpus, tmp_path, tiny_model_dir):
     out = tmp_path / "out"
     _run(corpus, out, [], tiny_model_dir)

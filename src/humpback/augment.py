@@ -57,6 +57,7 @@ class AugmentReport:
     shards_generated: int = 0
     shards_reused: int = 0
     files_removed: int = 0
+    shards_replaced_broken: int = 0
     generated_segments: int = 0
     generation_seconds: float = 0.0
     instruction_chars: list[int] = field(default_factory=list, repr=False)
@@ -78,7 +79,7 @@ class AugmentReport:
         """How this run went (reuse, speed): for the log and MLflow, never for DVC-tracked metrics."""
         rate = self.generated_segments / self.generation_seconds if self.generation_seconds else None
         return {"shards_generated": self.shards_generated, "shards_reused": self.shards_reused,
-                "stale_files_removed": self.files_removed,
+                "stale_files_removed": self.files_removed, "broken_shards_replaced": self.shards_replaced_broken,
                 "segments_per_s": round(rate, 3) if rate else None}
 
 
@@ -119,7 +120,7 @@ def augment(corpus_dir: str | Path, out_dir: str | Path, engine_factory: Callabl
     bar.close()
     report = AugmentReport(shards_total=len(result.outputs), shards_generated=result.generated,
                            shards_reused=result.reused, files_removed=result.removed,
-                           generated_segments=result.rows_processed,
+                           shards_replaced_broken=result.replaced_broken, generated_segments=result.rows_processed,
                            generation_seconds=time.perf_counter() - start if result.generated else 0.0)
     for out in result.outputs:  # totals over every shard, generated now or before
         stats = read_stats(out)

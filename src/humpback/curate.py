@@ -117,6 +117,7 @@ class ScoreReport:
     shards_generated: int = 0
     shards_reused: int = 0
     files_removed: int = 0
+    shards_replaced_broken: int = 0
 
     def metrics(self) -> dict:
         return {
@@ -129,7 +130,7 @@ class ScoreReport:
     def run_stats(self) -> dict:
         """How this run went: for the log and MLflow, never for DVC-tracked metrics."""
         return {"shards_generated": self.shards_generated, "shards_reused": self.shards_reused,
-                "stale_files_removed": self.files_removed}
+                "stale_files_removed": self.files_removed, "broken_shards_replaced": self.shards_replaced_broken}
 
 
 def score_candidates(candidates_dir: str | Path, out_dir: str | Path, iteration: int,
@@ -154,8 +155,8 @@ def score_candidates(candidates_dir: str | Path, out_dir: str | Path, iteration:
     result = map_shards(candidates_dir, out_dir, settings, work, setup=lambda: scorer.append(scorer_factory()),
                         on_done=lambda out: log.info("wrote %s", out.name))
     bar.close()
-    report = ScoreReport(shards_generated=result.generated,
-                         shards_reused=result.reused, files_removed=result.removed)
+    report = ScoreReport(shards_generated=result.generated, shards_reused=result.reused,
+                         files_removed=result.removed, shards_replaced_broken=result.replaced_broken)
     for out in result.outputs:
         t = pq.read_table(out, columns=["score", "parse_error"])
         report.pairs += t.num_rows

@@ -5,7 +5,10 @@ hashes everything the output depends on (the input shard's bytes and the caller'
 
 1. lists the output shards the current inputs call for,
 2. deletes every other file in the output folder (stale keys, outputs whose input is gone, temp files),
-3. computes only the missing outputs, each written atomically.
+3. verifies each existing output before trusting it (it reads whole, and its rows plus the rows its
+   stats say were left out equal the input shard's rows); a broken one (a full disk, an interrupted
+   copy, a damaged cache file) is logged, deleted and computed again,
+4. computes only the missing outputs, each written atomically.
 
 So a crash loses at most the shard in flight, one new input shard costs one shard of work, and the
 folder always equals what a from-scratch run would write (the work function must be deterministic
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +30,9 @@ import pyarrow.parquet as pq
 from humpback.data.shards import shard_files, write_table_atomic
 
 STATS_KEY = b"humpback.stats"
+LEFT_OUT_STATS = ("empty",)  # stats keys that count input rows a work function left out on purpose
+
+log = logging.getLogger(__name__)
 
 
 def file_digest(path: Path) -> str:
@@ -56,12 +63,29 @@ def read_stats(path: Path) -> dict:
     return json.loads(meta.get(STATS_KEY, b"{}"))
 
 
+def verify(out: Path, input_shard: Path) -> str | None:
+    """None if ``out`` reads whole and accounts for every row of ``input_shard``; else what is wrong."""
+    import pyarrow
+
+    try:
+        rows = pq.read_table(out).num_rows  # the footer, and every page decompressed
+        stats = read_stats(out)
+    except (pyarrow.ArrowException, OSError, ValueError) as exc:
+        return f"unreadable ({type(exc).__name__}: {exc})"
+    left_out = sum(int(stats.get(k, 0)) for k in LEFT_OUT_STATS)
+    expected = pq.read_metadata(input_shard).num_rows
+    if rows + left_out != expected:
+        return f"{rows} rows and {left_out} left out, for {expected} input rows"
+    return None
+
+
 @dataclass
 class MapResult:
     outputs: list[Path] = field(default_factory=list)  # one per input shard, in input order
     generated: int = 0
     reused: int = 0
     removed: int = 0
+    replaced_broken: int = 0  # existing outputs that failed verification and were computed again
     rows_processed: int = 0  # input rows of the shards computed in this run
 
 
@@ -83,6 +107,12 @@ def map_shards(input_dir: str | Path, out_dir: str | Path, settings: dict,
         if f.is_file() and f not in wanted:
             f.unlink()
             result.removed += 1
+    for shard, out, _ in plan:
+        problem = verify(out, shard) if out.exists() else None
+        if problem:
+            log.warning("%s is broken (%s): computing it again", out, problem)
+            out.unlink()
+            result.replaced_broken += 1
     todo = [(s, o, k) for s, o, k in plan if not o.exists()]
     result.reused = len(plan) - len(todo)
     if todo and setup is not None:
