@@ -1,6 +1,7 @@
 """The real `dvc repro` of the pipeline in a temporary copy of the repo, on the smoke profile."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -252,6 +253,63 @@ def test_a_team_shares_data_and_models_through_a_remote(repo, tmp_path):
     log = _run([str(BIN / "dvc"), "repro"], clone, env)
     assert "Running stage" not in log
     assert _out_hashes(clone) == _out_hashes(dest)
+
+
+# stage -> a file whose appearance means the stage has written part of its work
+KILL_MARKERS = {"corpus": "data/corpus/part-*.parquet", "augment": "data/candidates/*.parquet",
+                "score@1": "data/scores/iter1/*.parquet", "answer@m1": "data/eval/answers/m1.json",
+                "evaluate@m1": "data/eval/judged/m1/judgements.jsonl"}
+
+
+def _files(dest, paths) -> dict[str, bytes]:
+    found = {}
+    for rel in paths:
+        p = dest / rel
+        for f in ([p] if p.is_file() else sorted(p.rglob("*")) if p.is_dir() else []):
+            if f.is_file() and not f.name.startswith("."):
+                found[str(f.relative_to(dest))] = f.read_bytes()
+    return found
+
+
+@pytest.mark.parametrize("stage", list(KILL_MARKERS))
+def test_a_stage_killed_at_any_point_reruns_to_the_same_bytes(repo, stage):
+    """SIGKILL the stage's command from scratch, as soon as it has written part of its work or at a
+    seeded random moment (whichever comes first), run it again: its outputs and metrics are
+    byte-identical to the uninterrupted run's."""
+    import random
+    import signal
+    import time
+
+    dest, env, _ = repo
+    entry = yaml.safe_load((dest / "dvc.lock").read_text())["stages"][stage]
+    paths = [o["path"] for o in entry["outs"]] + [m for m in _metrics_of(dest, stage)]
+    before = _files(dest, paths)
+    for o in entry["outs"]:  # from scratch: nothing of the earlier run to reuse
+        target = dest / o["path"]
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    deadline = time.monotonic() + random.Random(stage).uniform(1.0, 8.0)
+    proc = subprocess.Popen(entry["cmd"], shell=True, cwd=dest, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while proc.poll() is None and time.monotonic() < deadline and not list(dest.glob(KILL_MARKERS[stage])):
+        time.sleep(0.02)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    _run(["bash", "-c", entry["cmd"]], dest, env)
+    after = _files(dest, paths)
+    assert sorted(after) == sorted(before)
+    assert [k for k in before if before[k] != after[k]] == []
+
+
+def _metrics_of(dest, stage) -> list[str]:
+    stages = yaml.safe_load((dest / "dvc.yaml").read_text())["stages"]
+    name, _, item = stage.partition("@")
+    body = stages[name].get("do", stages[name])
+    out = []
+    for m in body.get("metrics", []):
+        path = next(iter(m)) if isinstance(m, dict) else m
+        out.append(path.replace("${key}", item).replace("${item}", item))
+    return out
 
 
 def test_repro_again_does_nothing_and_a_param_change_reruns_only_its_stage(repo):
