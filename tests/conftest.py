@@ -61,7 +61,9 @@ def free_port() -> int:
 
 
 def start_ui(root: Path, env: dict[str, str], timeout_s: float = 120):
-    """`humpback ui` on a free loopback port in ``root``; returns (process, url) once /health answers."""
+    """`humpback ui` on a free loopback port in ``root``; returns (process, server URL, the URL it
+    printed for the user) once /health answers."""
+    import re
     import time
     import urllib.request
 
@@ -69,11 +71,12 @@ def start_ui(root: Path, env: dict[str, str], timeout_s: float = 120):
     proc = subprocess.Popen([sys.executable, "-m", "humpback.cli", "ui", "--port", str(port)], cwd=root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
+    printed = re.search(r"http://\S+", proc.stdout.readline())
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         try:
             if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
-                return proc, url
+                return proc, url, printed.group(0) if printed else None
         except OSError:
             if proc.poll() is not None:
                 break

@@ -45,21 +45,21 @@ def ui(tmp_path_factory):
     finally:
         os.environ.clear()
         os.environ.update(old)
-    proc, url = start_ui(root, env)
-    yield url, exp_id, run_ids
+    proc, url, printed = start_ui(root, env)
+    yield url, exp_id, run_ids, printed
     proc.terminate()
     proc.wait(timeout=30)
 
 
 def test_ui_prints_its_url_and_serves_the_store(ui):
-    url, exp_id, run_ids = ui
+    url, exp_id, run_ids, _ = ui
     with urllib.request.urlopen(f"{url}/ajax-api/2.0/mlflow/runs/get?run_id={run_ids[1]}", timeout=10) as r:
         run = json.load(r)["run"]
     assert {m["key"]: m["value"] for m in run["data"]["metrics"]}["eval.win_rate"] == 61.25
 
 
 def test_browser_shows_the_win_rates_of_every_model_side_by_side(ui, tmp_path):
-    url, exp_id, run_ids = ui
+    url, exp_id, run_ids, _ = ui
     page = f"{url}/#/compare-runs?runs={json.dumps(run_ids)}&experiments={json.dumps([exp_id])}"
     dom = _browser("--dump-dom", page)
     assert "eval.win_rate" in dom, dom[-2000:]
@@ -69,3 +69,16 @@ def test_browser_shows_the_win_rates_of_every_model_side_by_side(ui, tmp_path):
     shot = Path(os.environ.get("HUMPBACK_SCREENSHOT", tmp_path / "compare.png"))
     _browser(f"--screenshot={shot}", page)
     assert shot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_printed_url_lands_on_the_project_runs(ui):
+    """MLflow 3 opens an experiment on its GenAI overview ("No data available" for this project); the
+    URL that `humpback ui` prints lands a newcomer on the runs table: the pipeline execution's parent
+    run (named `manual` here, `dvc repro` or the experiment's name under DVC) with its stage runs."""
+    import re
+
+    url, exp_id, run_ids, printed = ui
+    assert printed == f"{url}/#/experiments/{exp_id}/runs"
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", _browser("--dump-dom", printed)))
+    assert "Training runs" in text and "No data available" not in text, text[-1500:]
+    assert re.search(r"Run Name .* manual ", text) and f"{len(run_ids) + 1} matching runs" in text, text[-1500:]

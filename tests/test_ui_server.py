@@ -46,11 +46,12 @@ def test_stopping_ui_stops_the_mlflow_server_and_its_workers(tmp_path, sig):
     old = dict(os.environ)
     os.environ.update(env)
     try:
-        tracking.setup("humpback")  # creates the store
+        exp_id = tracking.setup("humpback")  # creates the store
     finally:
         os.environ.clear()
         os.environ.update(old)
-    proc, _ = start_ui(tmp_path, env)
+    proc, url, printed = start_ui(tmp_path, env)
+    assert printed == f"{url}/#/experiments/{exp_id}/runs"  # lands on the runs, not MLflow's GenAI overview
     (server,) = _children(proc.pid)
     pgid = os.getpgid(server)
     assert pgid != os.getpgid(proc.pid) and _group_members(pgid)

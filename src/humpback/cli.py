@@ -391,8 +391,13 @@ def export_alpaca_eval(model, out, annotations):
 @main.command("ui")
 @click.option("--port", type=int, default=5000, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback by default: the UI has no login.")
-def ui_cmd(port, host):
+@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False),
+              help="Where mlflow.experiment is set (the default experiment, humpback, if the file is missing).")
+def ui_cmd(port, host, params_path):
     """Open the MLflow UI on this project's store (mlflow.db, or MLFLOW_TRACKING_URI).
+
+    The printed URL lands on the project's runs table: one parent run per pipeline execution, its
+    stage runs beneath it.
 
     \b
     Example:
@@ -402,12 +407,18 @@ def ui_cmd(port, host):
     import os
 
     from humpback import tracking
+    from humpback.config import ConfigError, MlflowConfig, load_config
 
     uri = tracking.tracking_uri()
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         raise click.ClickException(f"no MLflow store at {uri.removeprefix('sqlite:///')}: run `dvc repro` first "
                                    "(or set MLFLOW_TRACKING_URI)")
-    click.echo(f"MLflow UI on {uri}: http://{host}:{port}  (Ctrl-C to stop)")
+    try:
+        experiment = load_config(params_path).mlflow.experiment if Path(params_path).exists() else MlflowConfig().experiment
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    page = tracking.runs_page(experiment) or ""
+    click.echo(f"MLflow UI on {uri}: http://{host}:{port}/{page}  (Ctrl-C to stop)")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
     sys.exit(_serve(cmd, {**os.environ, "MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK": "true"}))
 

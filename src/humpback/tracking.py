@@ -29,18 +29,34 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
 
 
+# MLflow 3's UI opens an experiment on its GenAI pages unless the experiment says it trains models
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def setup(experiment: str) -> str:
-    """Point MLflow at the project's store and return the experiment id (created if missing)."""
+    """Point MLflow at the project's store and return the experiment id (created if missing), marked
+    as a model-training experiment so that the UI shows its runs."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
     found = mlflow.get_experiment_by_name(experiment)
     if found is not None:
         exp_id = found.experiment_id
+        if not EXPERIMENT_KIND.items() <= found.tags.items():
+            mlflow.MlflowClient().set_experiment_tag(exp_id, *next(iter(EXPERIMENT_KIND.items())))
     else:
-        exp_id = mlflow.create_experiment(experiment, artifact_location=(project_root() / "mlartifacts").as_uri())
+        exp_id = mlflow.create_experiment(experiment, artifact_location=(project_root() / "mlartifacts").as_uri(),
+                                          tags=EXPERIMENT_KIND)
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
+
+
+def runs_page(experiment: str) -> str | None:
+    """The UI route of an experiment's runs table (``#/experiments/<id>/runs``), None if it does not exist."""
+    from mlflow import MlflowClient
+
+    found = MlflowClient(tracking_uri=tracking_uri()).get_experiment_by_name(experiment)
+    return f"#/experiments/{found.experiment_id}/runs" if found is not None else None
 
 
 def git_commit(cwd: str | Path = ".") -> str | None:
