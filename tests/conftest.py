@@ -71,12 +71,17 @@ def start_ui(root: Path, env: dict[str, str], timeout_s: float = 120):
     proc = subprocess.Popen([sys.executable, "-m", "humpback.cli", "ui", "--port", str(port)], cwd=root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
-    printed = re.search(r"http://\S+", proc.stdout.readline())
+    printed = None
+    for _ in range(50):  # warnings may come first (stderr shares the pipe)
+        line = proc.stdout.readline()
+        printed = re.search(r"MLflow UI on .*?(http://\S+)", line)
+        if printed or not line:
+            break
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         try:
             if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
-                return proc, url, printed.group(0) if printed else None
+                return proc, url, printed.group(1) if printed else None
         except OSError:
             if proc.poll() is not None:
                 break
