@@ -55,6 +55,8 @@ def test_apply_changes_only_the_profile_keys_and_dvc_can_read_them(tmp_path):
     data = yaml.safe_load(params.read_text())
     assert data["model"]["tiny_random"]["hidden_size"] == 64 and isinstance(data["train"]["learning_rate"], float)
     assert list(data["iterations"]) == ["1", "2"]  # still quoted: DVC's foreach skips numeric keys
+    apply("paper", params, PROFILES)  # 1e-05 would be a string to PyYAML: floats keep a dot
+    assert yaml.safe_load(params.read_text())["train"]["learning_rate"] == 1e-05
 
 
 def test_bad_profiles_name_the_file_and_key(tmp_path):

@@ -105,7 +105,7 @@ def snapshot_packages(out: str | Path, order_seed: int = 0, max_documents: int |
     ``files`` source reads with their provenance; only licences matching ``license_pattern`` (None:
     all). Returns counts: written, and skipped by reason."""
     out = Path(out)
-    if "".join(out.suffixes[-2:]) not in (".jsonl", ".jsonl.gz") and out.suffix != ".jsonl":
+    if not out.name.endswith((".jsonl", ".jsonl.gz")):
         raise ValueError(f"{out}: the snapshot is written as .jsonl or .jsonl.gz")
     allowed = re.compile(license_pattern) if license_pattern else None
     counts: Counter = Counter()
