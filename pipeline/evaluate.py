@@ -4,8 +4,8 @@
     dvc repro evaluate@m1
     python pipeline/evaluate.py --name m1 --reference m0
 
-Reads `evaluate.judge` (hf: a local model reads the verdict from its logits; openai: any
-OpenAI-compatible endpoint, key from the environment), `evaluate.reference` (a model, default M0,
+Reads `evaluate.judge` (hf: a local model reads the verdict from its logits; vllm: the same through
+vLLM, with the `vllm` section; openai: any OpenAI-compatible endpoint, key from the environment), `evaluate.reference` (a model, default M0,
 or `dataset`: the set's own references). Every pair is judged in both orders. Writes
 data/eval/judged/<m>/annotations.json (AlpacaEval's annotation format), the verdict cache
 judgements.jsonl next to it (a rerun after a crash asks only for what is missing), and
@@ -59,8 +59,8 @@ def main(params_path, name, answers, reference_name, set_dir, out, metrics_path,
         result = None
         annotations = reference_annotations(rows, outputs, annotator)
     else:
-        result = judge_outputs(rows, outputs, references, lambda: make_judge(ev.judge, template),
-                               judge_identity(ev.judge, template),
+        result = judge_outputs(rows, outputs, references, lambda: make_judge(ev.judge, template, cfg.vllm),
+                               judge_identity(ev.judge, template, cfg.vllm),
                                out / "judgements.jsonl", annotator, progress)
         annotations = result.annotations
     try:

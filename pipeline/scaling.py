@@ -32,7 +32,7 @@ from humpback.eval_sets import read_outputs
 from humpback.evaluate import answer, eval_metrics, judge_outputs
 from humpback.io import dir_digest, write_json
 from humpback.judges import judge_identity, make_judge
-from humpback.models.generation import make_engine
+from humpback.models.generation import EngineSpec
 from humpback.models.training import forward_examples, train
 from humpback.prompts import read_template
 
@@ -75,12 +75,12 @@ def main(params_path, out, metrics_path, progress):
     rows = json.loads(Path("data/eval/set/prompts.json").read_text(encoding="utf-8"))
     references = read_outputs(f"data/eval/answers/{ev.reference}.json", rows)
     template = read_template("judge", ev.judge.template)
-    identity = judge_identity(ev.judge, template)
+    identity = judge_identity(ev.judge, template, cfg.vllm)
     judges: list = []
 
     def judge_factory():
         if not judges:
-            judges.append(make_judge(ev.judge, template))
+            judges.append(make_judge(ev.judge, template, cfg.vllm))
         return judges[0]
 
     sizes = [n for n in sc.sizes if n <= len(curated)]
@@ -113,11 +113,8 @@ def main(params_path, out, metrics_path, progress):
                 try:
                     train_cfg = cfg.train.model_copy(update={"max_steps": sc.steps[n]}) if n in sc.steps else cfg.train
                     trained = train("models/base", examples, train_cfg, model_dir, progress=progress)
-                    g = ev.generation
-                    engine = make_engine(g.engine, model_dir, batch_size=g.batch_size, precision=g.precision,
-                                         max_input_tokens=g.max_input_tokens)
-                    outputs = answer(rows, engine, ev, cfg.prompts, f"scaling_n{n}", progress)
-                    del engine
+                    spec = EngineSpec(model_dir, ev.generation, cfg.vllm)
+                    outputs = answer(rows, spec, ev, cfg.prompts, f"scaling_n{n}", progress)
                 finally:
                     shutil.rmtree(model_dir, ignore_errors=True)
                 judged = judge_outputs(rows, outputs, references, judge_factory, identity, work / "judgements.jsonl",

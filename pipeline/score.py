@@ -4,7 +4,8 @@
     dvc repro score@1
     python pipeline/score.py --iteration 1 --curator models/m0 --candidates data/candidates --out data/scores/iter1
 
-Reads `curate.scorer`, `curate.template`, `curate.generation`, `curate.batch_size`. Scores do not
+Reads `curate.scorer`, `curate.template`, `curate.generation` (its engine runs both scorers),
+`curate.batch_size` and `vllm`. Scores do not
 depend on the threshold (selection does), so a threshold sweep never re-scores. Incremental and
 resumable per candidate shard, like augmentation. Writes data/scores/iter<i>/*.parquet (candidate id,
 iteration, curator digest, scorer, score 1..5 or null, expected score, probabilities, raw rating,
@@ -18,9 +19,9 @@ import mlflow
 
 from _common import load_params, params_option
 from humpback import tracking
-from humpback.curate import GenerateScorer, LogitsScorer, score_candidates
+from humpback.curate import score_candidates
 from humpback.io import dir_digest, write_json
-from humpback.models.generation import Sampling, make_engine
+from humpback.models.generation import EngineSpec
 from humpback.prompts import read_template
 
 log = logging.getLogger("humpback.score")
@@ -38,20 +39,12 @@ def main(params_path, iteration, curator, candidates, out, metrics_path, progres
     params = load_params(params_path)
     cfg = params.curate
     template = read_template("rate", cfg.template)
-    g = cfg.generation
-
-    def make_scorer():
-        if cfg.scorer == "logits":
-            return LogitsScorer(curator, cfg.batch_size, g.precision, g.max_input_tokens)
-        engine = make_engine(g.engine, curator, batch_size=g.batch_size, precision=g.precision,
-                             max_input_tokens=g.max_input_tokens)
-        return GenerateScorer(engine, Sampling(g.temperature, g.top_p, g.max_new_tokens, g.seed))
-
+    spec = EngineSpec(curator, cfg.generation, params.vllm)
     tags = {**tracking.base_tags([curator, candidates]), "humpback.role": "score",
             "humpback.iteration": str(iteration), "humpback.curator": curator}
     with tracking.stage_run(params.mlflow.experiment, f"score iter{iteration}", tags, outputs=[out]):
         mlflow.log_params({"scorer": cfg.scorer, "curator": curator, "template": cfg.template or "packaged rate.txt"})
-        report = score_candidates(candidates, out, iteration, make_scorer, cfg, template, dir_digest(curator),
+        report = score_candidates(candidates, out, iteration, spec, cfg, template, dir_digest(curator),
                                   progress=progress)
         metrics = {"iteration": iteration, "curator": curator, "scorer": cfg.scorer, **report.metrics()}
         mlflow.log_metrics({f"score_{k}": v for k, v in metrics["scores"].items()} | report.run_stats()

@@ -7,7 +7,7 @@ from humpback.augment import CANDIDATE_SCHEMA, augment, clean_instruction
 from humpback.config import AugmentConfig
 from humpback.data.dedup import content_id
 from humpback.data.shards import SEGMENT_SCHEMA, ShardWriter, shard_files
-from humpback.models.generation import HFEngine
+from humpback.models.generation import EngineSpec, HFEngine
 from humpback.prompts import read_template
 
 CFG = AugmentConfig(generation={"max_new_tokens": 6, "batch_size": 4, "precision": "fp32"})
@@ -47,12 +47,22 @@ def corpus(tmp_path):
     return tmp_path / "corpus"
 
 
-def _run(corpus, out, engine_box, tiny_model_dir, cfg=CFG, **engine_kwargs):
-    def factory():
-        engine_box.append(CountingEngine(tiny_model_dir, batch_size=4, precision="fp32", **engine_kwargs))
-        return engine_box[-1]
+class CountingSpec(EngineSpec):
+    """The real spec, except that it builds a CountingEngine and keeps every engine it built."""
 
-    return augment(corpus, out, factory, cfg, TEMPLATE, "model-digest", progress=False)
+    def __init__(self, model_dir, generation, box, **engine_kwargs):
+        super().__init__(model_dir, generation)
+        object.__setattr__(self, "box", box)
+        object.__setattr__(self, "engine_kwargs", engine_kwargs)
+
+    def generator(self):
+        self.box.append(CountingEngine(self.model_dir, batch_size=4, precision="fp32", **self.engine_kwargs))
+        return self.box[-1]
+
+
+def _run(corpus, out, engine_box, tiny_model_dir, cfg=CFG, **engine_kwargs):
+    spec = CountingSpec(tiny_model_dir, cfg.generation, engine_box, **engine_kwargs)
+    return augment(corpus, out, spec, cfg, TEMPLATE, "model-digest", progress=False)
 
 
 def test_one_instruction_per_segment_with_schema(corpus, tmp_path, tiny_model_dir):

@@ -73,10 +73,13 @@ def test_repo_params_and_profiles_are_valid():
     ({"evaluate": {"models": ["m0", "gpt4"]}}, "'evaluate': .*\\['gpt4'\\] are not pipeline models"),
     ({"evaluate": {"reference": "m5"}}, "reference 'm5' must be one of models"),
     ({"evaluate": {"models": ["m0", "m3"]}}, "evaluate.models: \\['m3'\\] are not trained by this pipeline"),
-    ({"evaluate": {"judge": {"kind": "claude"}}}, "'evaluate.judge.kind'.*'hf' or 'openai'"),
+    ({"evaluate": {"judge": {"kind": "claude"}}}, "'evaluate.judge.kind'.*'hf', 'vllm' or 'openai'"),
     ({"evaluate": {"set": {"source": "local", "hub_dataset": "x/y"}}}, "hub_dataset is for source alpaca_eval"),
     ({"scaling": {"sizes": [400, 100]}}, "'scaling.sizes'.*increasing"),
     ({"scaling": {"iteration": 3}}, "scaling.iteration 3 is not in iterations"),
+    ({"augment": {"generation": {"engine": "sglang"}}}, "'augment.generation.engine'.*'hf' or 'vllm'"),
+    ({"vllm": {"gpu_memory_utilization": 1.5}}, "'vllm.gpu_memory_utilization'.*less than or equal to 1"),
+    ({"vllm": {"tensor_parallel": 2}}, "unknown key 'vllm.tensor_parallel'.*tensor_parallel_size"),
 ])
 def test_evaluation_params_are_checked(data, message):
     import re

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from humpback.augment import CANDIDATE_SCHEMA
-from humpback.config import CurateConfig
+from humpback.config import CurateConfig, GenerationConfig
 from humpback.curate import (
     SCORE_SCHEMA,
     LogitsScorer,
@@ -17,6 +17,7 @@ from humpback.curate import (
     select,
 )
 from humpback.data.shards import shard_files, write_table_atomic
+from humpback.models.generation import EngineSpec, encode_chats
 from humpback.prompts import rating_messages, read_template
 
 
@@ -53,7 +54,9 @@ def test_rating_prompt_fills_both_placeholders_once():
 
 
 def test_logits_scorer_probabilities(tiny_model_dir):
-    scorer = LogitsScorer(tiny_model_dir, batch_size=2, precision="fp32")
+    spec = EngineSpec(tiny_model_dir, GenerationConfig(precision="fp32"))
+    scorer = LogitsScorer(spec, batch_size=2)
+    reader = scorer.reader
     tpl = read_template("rate")
     convs = [rating_messages(f"Question {i}?", f"Answer {i}." * (i + 1), tpl) for i in range(3)]
     rows = scorer.score(convs, seed=0)
@@ -62,11 +65,11 @@ def test_logits_scorer_probabilities(tiny_model_dir):
         assert row["score"] == 1 + max(range(5), key=lambda k: row["probs"][k])
         assert row["expected_score"] == pytest.approx(sum((k + 1) * p for k, p in enumerate(row["probs"])))
     # hand check: an unbatched forward pass of the same prompt gives the same distribution
-    ids = torch.tensor([scorer.encode(convs[2])])
+    ids = torch.tensor(encode_chats(reader.tok, convs[2:], 2048, suffix=LogitsScorer.PREFIX))
     with torch.inference_mode():
-        logits = scorer.model(ids).logits[0, -1]
-    digits = digit_token_ids(scorer.tok)
-    assert scorer.tok.convert_ids_to_tokens(digits) == ["1", "2", "3", "4", "5"]
+        logits = reader.model(ids).logits[0, -1]
+    digits = digit_token_ids(reader.tok)
+    assert reader.tok.convert_ids_to_tokens(digits) == ["1", "2", "3", "4", "5"]
     expected = torch.softmax(logits[digits], dim=-1).tolist()
     assert rows[2]["probs"] == pytest.approx(expected, abs=1e-4)
 
@@ -86,18 +89,20 @@ def test_score_candidates_incremental(tmp_path, tiny_model_dir):
     cfg = CurateConfig(scorer="logits", batch_size=4)
     made = []
 
-    def factory():
-        made.append(LogitsScorer(tiny_model_dir, 4, "fp32"))
-        return made[-1]
+    class CountingSpec(EngineSpec):
+        def choice_reader(self, *args, **kwargs):
+            made.append(super().choice_reader(*args, **kwargs))
+            return made[-1]
 
-    report = score_candidates(cands, tmp_path / "scores", 1, factory, cfg, read_template("rate"), "cur", progress=False)
+    spec = CountingSpec(tiny_model_dir, GenerationConfig(precision="fp32"))
+    report = score_candidates(cands, tmp_path / "scores", 1, spec, cfg, read_template("rate"), "cur", progress=False)
     assert report.pairs == 6 and sum(report.counts.values()) == 6 and report.shards_generated == 2
     table = pa.concat_tables(pq.read_table(p) for p in shard_files(tmp_path / "scores"))
     assert table.schema.equals(SCORE_SCHEMA) and set(table["iteration"].to_pylist()) == {1}
     assert all(json.loads(r) for r in table["raw"].to_pylist())
-    again = score_candidates(cands, tmp_path / "scores", 1, factory, cfg, read_template("rate"), "cur", progress=False)
+    again = score_candidates(cands, tmp_path / "scores", 1, spec, cfg, read_template("rate"), "cur", progress=False)
     assert again.shards_reused == 2 and len(made) == 1  # nothing rescored, the model not even loaded
-    other = score_candidates(cands, tmp_path / "scores", 1, factory, cfg, read_template("rate"), "new-curator",
+    other = score_candidates(cands, tmp_path / "scores", 1, spec, cfg, read_template("rate"), "new-curator",
                              progress=False)
     assert other.shards_generated == 2 and other.files_removed == 2  # a new curator rescores everything
 
@@ -150,16 +155,11 @@ def test_stale_scores_are_reported(tmp_path):
 
 def test_generate_scorer_survives_unparseable_ratings(tiny_model_dir, tmp_path):
     """A random model writes no "Score: n": every pair gets score null with the reason, no crash."""
-    from humpback.curate import GenerateScorer
-    from humpback.models.generation import HFEngine, Sampling
-
     cands = _candidates(tmp_path, n=4)
-    cfg = CurateConfig(scorer="generate", use_expected_score=False, threshold=5, generation={"max_new_tokens": 4, "batch_size": 4, "precision": "fp32"})
-
-    def factory():
-        return GenerateScorer(HFEngine(tiny_model_dir, 4, "fp32"), Sampling(max_new_tokens=4))
-
-    report = score_candidates(cands, tmp_path / "scores", 1, factory, cfg, read_template("rate"), "c", progress=False)
+    cfg = CurateConfig(scorer="generate", use_expected_score=False, threshold=5,
+                       generation={"max_new_tokens": 4, "batch_size": 4, "precision": "fp32"})
+    spec = EngineSpec(tiny_model_dir, cfg.generation)
+    report = score_candidates(cands, tmp_path / "scores", 1, spec, cfg, read_template("rate"), "c", progress=False)
     assert report.pairs == 4 and report.unparseable == {"no_score": 4} and not report.counts
     table = pa.concat_tables(pq.read_table(p) for p in shard_files(tmp_path / "scores"))
     assert table["score"].null_count == 4 and set(table["parse_error"].to_pylist()) == {"no_score"}

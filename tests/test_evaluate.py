@@ -16,7 +16,7 @@ from humpback.eval_sets import (
 )
 from humpback.evaluate import answer, eval_metrics, judge_outputs
 from humpback.judges import Judge, Verdict
-from humpback.models.generation import HFEngine
+from humpback.models.generation import EngineSpec, HFEngine
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -70,15 +70,23 @@ def test_model_outputs_round_trip_and_alignment(tmp_path):
 def test_answer_uses_the_inference_tag_and_alpaca_eval_format(tiny_model_dir):
     rows = load_eval_set(EvalSetConfig(source="alpaca_eval", path=str(FIXTURES / "alpaca_eval_sample.json"),
                                        max_prompts=3))
-    cfg = EvaluateConfig(generation={"max_new_tokens": 4, "precision": "fp32"})
-    engine = HFEngine(tiny_model_dir, batch_size=2, precision="fp32")
+    cfg = EvaluateConfig(generation={"max_new_tokens": 4, "precision": "fp32", "batch_size": 2})
     seen = []
-    generate = engine.generate
-    engine.generate = lambda convs, *a, **k: seen.extend(convs) or generate(convs, *a, **k)
-    outs = answer(rows, engine, cfg, PromptsConfig(), "m0", progress=False)
+
+    class SeeingEngine(HFEngine):
+        def generate(self, convs, *a, **k):
+            seen.extend(convs)
+            return super().generate(convs, *a, **k)
+
+    class Spec(EngineSpec):
+        def generator(self):
+            return SeeingEngine(self.model_dir, 2, "fp32")
+
+    spec = Spec(tiny_model_dir, cfg.generation)
+    outs = answer(rows, spec, cfg, PromptsConfig(), "m0", progress=False)
     assert [o["generator"] for o in outs] == ["m0"] * 3 and all(isinstance(o["output"], str) for o in outs)
     assert seen[0][-1]["content"].endswith(cfg.inference_tag)
-    assert outs == answer(rows, engine, cfg, PromptsConfig(), "m0", progress=False)  # seeded
+    assert outs == answer(rows, spec, cfg, PromptsConfig(), "m0", progress=False)  # seeded
 
 
 class LengthJudge(Judge):

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from humpback.config import JudgeConfig, OpenAIJudgeConfig
-from humpback.judges import HFJudge, OpenAIJudge, parse_verdict
+from humpback.judges import OpenAIJudge, make_judge, parse_verdict
 from humpback.prompts import read_template
 
 TEMPLATE = read_template("judge")
@@ -27,7 +27,7 @@ def test_parse_verdict(text, letter):
 
 
 def test_hf_judge_reads_a_distribution_over_a_and_b(tiny_model_dir):
-    judge = HFJudge(str(tiny_model_dir), TEMPLATE, batch_size=2, precision="fp32")
+    judge = make_judge(JudgeConfig(model=str(tiny_model_dir), batch_size=2, precision="fp32"), TEMPLATE)
     got = {}
     judge.judge(PAIRS, lambda i, v: got.__setitem__(i, v))
     assert sorted(got) == [0, 1, 2]

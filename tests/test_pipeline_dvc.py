@@ -430,3 +430,33 @@ def _wait_queue(dest, env, timeout=900):
             return
         time.sleep(5)
     raise AssertionError("the queue did not finish")
+
+
+def test_generation_stages_run_on_vllm(repo, tmp_path):
+    """engine: vllm in every generation section and judge kind vllm, in a copy of the smoke repo:
+    augment, score@1 and evaluate@m1 run on vLLM (the CPU build) through DVC, write complete outputs,
+    and a rerun reuses every shard; a shard key names its engine, so hf shards are not taken for vLLM's."""
+    dest, env, _ = repo
+    work = tmp_path / "repo"
+    shutil.copytree(dest, work, symlinks=True)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    for section in (params["augment"], params["curate"], params["evaluate"]):
+        section["generation"]["engine"] = "vllm"
+    params["evaluate"]["judge"]["kind"] = "vllm"
+    params["vllm"]["kv_cache_gib"] = 0.25
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    stages = ["augment", "score@1", "evaluate@m1"]  # answer@m on vLLM: tests/test_vllm_engine.py
+    log = _run([str(BIN / "dvc"), "repro", "--single-item", *stages], work, env, timeout=900)
+    for stage in stages:
+        assert f"Running stage '{stage}'" in log
+    assert "shards generated, 0 reused" in log  # the hf run's candidate shards were not taken for vLLM's
+    segments = json.loads((work / "metrics/corpus.json").read_text())["segments"]["kept"]
+    augmented = json.loads((work / "metrics/augment.json").read_text())
+    assert augmented["segments"] == segments and augmented["candidates"] + augmented["empty_generations"] == segments
+    scores = json.loads((work / "metrics/score/iter1.json").read_text())
+    assert scores["pairs"] == augmented["candidates"] and sum(scores["scores"].values()) == scores["pairs"]
+    judged = json.loads((work / "metrics/eval/m1.json").read_text())
+    assert judged["failed"] == 0 and judged["n_total"] == 6
+
+    again = _run([sys.executable, "pipeline/augment.py", "--no-progress"], work, env, timeout=600)
+    assert "0 shards generated" in again and "reused" in again

@@ -1,15 +1,14 @@
 """Self-augmentation: the backward model writes one instruction for every corpus segment.
 
 Incremental per corpus shard through :mod:`humpback.shardmap`: a candidate shard's key hashes the
-corpus shard's bytes, the backward model's content digest, the sampling settings, the prompt
-template and the length cap, and each shard is sampled with a seed derived from its key.
+corpus shard's bytes, the backward model's content digest, the sampling settings, the engine, the
+prompt template and the length cap, and each shard is sampled with a seed derived from its key.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pyarrow.parquet as pq
 
 from humpback.config import AugmentConfig
 from humpback.data.shards import SEGMENT_SCHEMA
-from humpback.models.generation import GenerationEngine, Sampling
+from humpback.models.generation import EngineSpec, GenerationEngine
 from humpback.prompts import backward_messages
 from humpback.shardmap import key_seed, map_shards, pending_rows, read_stats, with_stats
 
@@ -83,15 +82,14 @@ class AugmentReport:
                 "segments_per_s": round(rate, 3) if rate else None}
 
 
-def augment(corpus_dir: str | Path, out_dir: str | Path, engine_factory: Callable[[], GenerationEngine],
-            cfg: AugmentConfig, template: str, model_digest: str, progress: bool = True) -> AugmentReport:
+def augment(corpus_dir: str | Path, out_dir: str | Path, spec: EngineSpec, cfg: AugmentConfig, template: str,
+            model_digest: str, progress: bool = True) -> AugmentReport:
     """Bring ``out_dir`` in line with the corpus shards; the engine is only built if work is left."""
     from tqdm.auto import tqdm
 
     g = cfg.generation
-    sampling = Sampling(g.temperature, g.top_p, g.max_new_tokens, g.seed)
-    settings = {"model": model_digest, "sampling": sampling.as_dict(), "template": template,
-                "max_instruction_chars": cfg.max_instruction_chars}
+    settings = {"model": model_digest, "sampling": spec.sampling().as_dict(), "template": template,
+                "max_instruction_chars": cfg.max_instruction_chars, **spec.identity()}
     engine: list[GenerationEngine] = []
     bar = tqdm(total=pending_rows(corpus_dir, out_dir, settings), desc="augment", unit="seg",
                disable=not progress, mininterval=1.0)
@@ -99,8 +97,8 @@ def augment(corpus_dir: str | Path, out_dir: str | Path, engine_factory: Callabl
     def work(shard: Path, key: str) -> pa.Table:
         segments = pq.read_table(shard).to_pylist()
         seed = key_seed(key)
-        texts = engine[0].generate([backward_messages(s["text"], template) for s in segments],
-                                   Sampling(g.temperature, g.top_p, g.max_new_tokens, seed), bar.update)
+        texts = engine[0].generate([backward_messages(s["text"], template) for s in segments], spec.sampling(seed),
+                                   bar.update)
         rows, empty, cut = [], 0, 0
         for seg, text in zip(segments, texts):
             instruction, was_cut = clean_instruction(text, cfg.max_instruction_chars)
@@ -115,7 +113,7 @@ def augment(corpus_dir: str | Path, out_dir: str | Path, engine_factory: Callabl
         return with_stats(table, {"segments": len(segments), "empty": empty, "truncated": cut})
 
     start = time.perf_counter()
-    result = map_shards(corpus_dir, out_dir, settings, work, setup=lambda: engine.append(engine_factory()),
+    result = map_shards(corpus_dir, out_dir, settings, work, setup=lambda: engine.append(spec.generator()),
                         on_done=lambda out: log.info("wrote %s", out.name))
     bar.close()
     report = AugmentReport(shards_total=len(result.outputs), shards_generated=result.generated,

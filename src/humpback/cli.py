@@ -270,7 +270,7 @@ def generate_cmd(model, prompt, tag, max_new_tokens, temperature, seed, params_p
       humpback generate models/backward "Sourdough needs a lively starter..." --no-tag
     """
     from humpback.config import ConfigError, load_config, parse_config
-    from humpback.models.generation import Sampling, make_engine
+    from humpback.models.generation import EngineSpec
     from humpback.prompts import forward_messages
 
     path = _model_dir(model)
@@ -279,12 +279,11 @@ def generate_cmd(model, prompt, tag, max_new_tokens, temperature, seed, params_p
         cfg = load_config(params_path) if Path(params_path).exists() else parse_config({})
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    g = cfg.evaluate.generation
-    engine = make_engine(g.engine, path, batch_size=1, precision=g.precision, max_input_tokens=g.max_input_tokens)
+    overrides = {"max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
+    g = cfg.evaluate.generation.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    spec = EngineSpec(path, g, cfg.vllm)
     messages = forward_messages(prompt, cfg.evaluate.inference_tag if tag else None, cfg.prompts)
-    sampling = Sampling(g.temperature if temperature is None else temperature, g.top_p,
-                        max_new_tokens or g.max_new_tokens, g.seed if seed is None else seed)
-    click.echo(engine.generate([messages], sampling)[0].strip())
+    click.echo(spec.generator().generate([messages], spec.sampling())[0].strip())
 
 
 @main.command("inspect")

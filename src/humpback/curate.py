@@ -3,7 +3,7 @@ pairs scoring at least k (select@i).
 
 Scores do not depend on the threshold, so a threshold sweep re-runs selection only. Scoring is
 incremental and resumable per candidate shard (:mod:`humpback.shardmap`), keyed on the candidate
-shard's bytes, the curator's content digest, the scorer and its settings, and the template.
+shard's bytes, the curator's content digest, the scorer and its settings, the engine, and the template.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import logging
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,8 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from humpback.config import CurateConfig
-from humpback.models.choices import ChoiceReader, choice_token_ids
-from humpback.models.generation import GenerationEngine, Sampling
+from humpback.models.choices import choice_token_ids
+from humpback.models.generation import EngineSpec
 from humpback.prompts import rating_messages
 from humpback.shardmap import key_seed, map_shards, pending_rows
 
@@ -70,14 +69,12 @@ class GenerateScorer:
 
     name = "generate"
 
-    def __init__(self, engine: GenerationEngine, sampling: Sampling):
-        self.engine, self.sampling = engine, sampling
+    def __init__(self, spec: EngineSpec):
+        self.spec, self.engine = spec, spec.generator()
 
     def score(self, conversations: list[list[dict]], seed: int, on_batch=None) -> list[dict]:
-        s = self.sampling
-        texts = self.engine.generate(conversations, Sampling(s.temperature, s.top_p, s.max_new_tokens, seed), on_batch)
         rows = []
-        for text in texts:
+        for text in self.engine.generate(conversations, self.spec.sampling(seed), on_batch):
             score, error = parse_score(text)
             rows.append({"score": score, "expected_score": None, "probs": None, "raw": text, "parse_error": error})
         return rows
@@ -88,7 +85,7 @@ def digit_token_ids(tok, prefix: str = "Score: ") -> list[int]:
     return choice_token_ids(tok, prefix, [str(k) for k in SCORES])
 
 
-class LogitsScorer(ChoiceReader):
+class LogitsScorer:
     """One forward pass per pair: the answer is forced to start with "Score: " and the next-token
     probabilities of "1".."5" (renormalised over the five) give the argmax and the expected score.
     No sampling and no reasoning text: far cheaper than generating a rating."""
@@ -96,16 +93,21 @@ class LogitsScorer(ChoiceReader):
     name = "logits"
     PREFIX = "Score: "
 
-    def __init__(self, model_dir: str | Path, batch_size: int = 8, precision: str = "auto", max_input_tokens: int = 2048):
-        super().__init__(model_dir, [str(k) for k in SCORES], self.PREFIX, batch_size, precision, max_input_tokens)
+    def __init__(self, spec: EngineSpec, batch_size: int | None = None):
+        self.reader = spec.choice_reader([str(k) for k in SCORES], self.PREFIX, batch_size)
 
     def score(self, conversations: list[list[dict]], seed: int, on_batch=None) -> list[dict]:
         rows = []
-        for p in self.probabilities(conversations, on_batch):
+        for p in self.reader.probabilities(conversations, on_batch):
             best = max(SCORES, key=lambda k: p[k - 1])
             rows.append({"score": best, "expected_score": sum(k * q for k, q in zip(SCORES, p)), "probs": p,
                          "raw": json.dumps({str(k): round(q, 6) for k, q in zip(SCORES, p)}), "parse_error": None})
         return rows
+
+
+def make_scorer(cfg: CurateConfig, spec: EngineSpec):
+    """The configured scorer on the configured engine (``curate.generation.engine``)."""
+    return LogitsScorer(spec, cfg.batch_size) if cfg.scorer == "logits" else GenerateScorer(spec)
 
 
 # ---------------------------------------------------------------------------------------- score@i
@@ -133,13 +135,13 @@ class ScoreReport:
                 "stale_files_removed": self.files_removed, "broken_shards_replaced": self.shards_replaced_broken}
 
 
-def score_candidates(candidates_dir: str | Path, out_dir: str | Path, iteration: int,
-                     scorer_factory: Callable[[], object], cfg: CurateConfig, template: str,
-                     curator_digest: str, progress: bool = True) -> ScoreReport:
+def score_candidates(candidates_dir: str | Path, out_dir: str | Path, iteration: int, spec: EngineSpec,
+                     cfg: CurateConfig, template: str, curator_digest: str, progress: bool = True) -> ScoreReport:
+    """Bring ``out_dir`` in line with the candidate shards; the curator is only loaded if work is left."""
     from tqdm.auto import tqdm
 
     settings = {"curator": curator_digest, "scorer": cfg.scorer, "template": template, "iteration": iteration,
-                "generation": cfg.generation.model_dump() if cfg.scorer == "generate" else None}
+                "generation": cfg.generation.model_dump() if cfg.scorer == "generate" else None, **spec.identity()}
     scorer: list = []
     bar = tqdm(total=pending_rows(candidates_dir, out_dir, settings), desc=f"score@{iteration}", unit="pair",
                disable=not progress, mininterval=1.0)
@@ -152,7 +154,7 @@ def score_candidates(candidates_dir: str | Path, out_dir: str | Path, iteration:
             [{"id": p["id"], "iteration": iteration, "curator": curator_digest, "scorer": cfg.scorer, **r}
              for p, r in zip(pairs, rows)], schema=SCORE_SCHEMA)
 
-    result = map_shards(candidates_dir, out_dir, settings, work, setup=lambda: scorer.append(scorer_factory()),
+    result = map_shards(candidates_dir, out_dir, settings, work, setup=lambda: scorer.append(make_scorer(cfg, spec)),
                         on_done=lambda out: log.info("wrote %s", out.name))
     bar.close()
     report = ScoreReport(shards_generated=result.generated, shards_reused=result.reused,

@@ -23,7 +23,7 @@ from pathlib import Path
 from humpback.config import EvaluateConfig, PromptsConfig
 from humpback.eval_sets import model_outputs
 from humpback.judges import Judge, Verdict
-from humpback.models.generation import GenerationEngine, Sampling
+from humpback.models.generation import EngineSpec
 from humpback.prompts import forward_messages
 from humpback.stats import length_stats
 from humpback.winrate import length_controlled_win_rate, win_rate
@@ -32,15 +32,15 @@ log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------------- answer@m
-def answer(rows: list[dict], engine: GenerationEngine, cfg: EvaluateConfig, prompts: PromptsConfig,
+def answer(rows: list[dict], spec: EngineSpec, cfg: EvaluateConfig, prompts: PromptsConfig,
            generator: str, progress: bool = True) -> list[dict]:
     """Every prompt answered once, with the inference tag, in AlpacaEval's model-outputs format."""
     from tqdm.auto import tqdm
 
-    g = cfg.generation
     convs = [forward_messages(r["instruction"], cfg.inference_tag, prompts) for r in rows]
+    engine = spec.generator()
     with tqdm(total=len(convs), desc=f"answer {generator}", unit="prompt", disable=not progress) as bar:
-        texts = engine.generate(convs, Sampling(g.temperature, g.top_p, g.max_new_tokens, g.seed), bar.update)
+        texts = engine.generate(convs, spec.sampling(), bar.update)
     return model_outputs(rows, [t.strip() for t in texts], generator)
 
 

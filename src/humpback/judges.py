@@ -1,6 +1,7 @@
 """Pairwise judges: given a request and answers A and B, the probability that B is the better one.
 
-- :class:`HFJudge` reads the verdict from a local model's logits (one forward pass per pair).
+- :class:`LocalJudge` reads the verdict from a local model's next-token probabilities (one forward
+  pass per pair, on the hf or the vllm engine).
 - :class:`OpenAIJudge` asks any OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp server) for a
   one-letter verdict, optionally weighted by the returned top logprobs.
 
@@ -20,7 +21,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
-from humpback.config import JudgeConfig
+from humpback.config import GenerationConfig, JudgeConfig, VLLMConfig
+from humpback.models.generation import EngineSpec
 from humpback.prompts import judge_messages
 
 log = logging.getLogger(__name__)
@@ -46,19 +48,17 @@ class Judge(ABC):
         """Call ``on_verdict(i, verdict)`` once for every pair, in any order."""
 
 
-class HFJudge(Judge):
-    """A local causal LM: the prompt ends with "Better answer:" and p(" A") vs p(" B") is the verdict."""
+class LocalJudge(Judge):
+    """A local causal LM (hf or vllm engine): the prompt ends with "Better answer:" and p(" A") vs
+    p(" B") at the next token is the verdict."""
 
     PREFIX = "Better answer:"
     CHOICES = (" A", " B")
 
-    def __init__(self, model_dir: str, template: str, batch_size: int = 4, precision: str = "auto",
-                 max_input_tokens: int = 2048, chunk: int = 32):
-        from humpback.models.choices import ChoiceReader
-
-        self.reader = ChoiceReader(model_dir, self.CHOICES, self.PREFIX, batch_size, precision, max_input_tokens)
-        self.model_dir, self.template, self.chunk = model_dir, template, chunk
-        self.name = f"hf:{model_dir}"
+    def __init__(self, spec: EngineSpec, template: str, chunk: int = 32):
+        self.reader = spec.choice_reader(self.CHOICES, self.PREFIX)
+        self.template, self.chunk = template, chunk
+        self.name = f"{spec.engine}:{spec.model_dir}"
 
     def judge(self, pairs, on_verdict):
         # chunks: verdicts reach the caller (and its cache) every `chunk` pairs, not only at the end
@@ -66,6 +66,13 @@ class HFJudge(Judge):
             convs = [judge_messages(*p, self.template) for p in pairs[start : start + self.chunk]]
             for offset, (p_a, p_b) in enumerate(self.reader.probabilities(convs)):
                 on_verdict(start + offset, Verdict(p_b, f"A={p_a:.6f} B={p_b:.6f}"))
+
+
+def local_spec(cfg: JudgeConfig, vllm: VLLMConfig | None = None) -> EngineSpec:
+    """The judge's model as an engine spec (judge kind hf or vllm)."""
+    g = GenerationConfig(engine=cfg.kind, batch_size=cfg.batch_size, precision=cfg.precision,
+                         max_input_tokens=cfg.max_input_tokens)
+    return EngineSpec(cfg.model, g, vllm or VLLMConfig())
 
 
 _VERDICT_RE = re.compile(r"(?<![A-Za-z])([AB])(?![A-Za-z])")
@@ -149,19 +156,19 @@ class OpenAIJudge(Judge):
                 on_verdict(futures[fut], fut.result())
 
 
-def judge_identity(cfg: JudgeConfig, template: str) -> dict:
+def judge_identity(cfg: JudgeConfig, template: str, vllm: VLLMConfig | None = None) -> dict:
     """Everything that makes a judge's verdicts what they are: the key of cached verdicts."""
-    if cfg.kind == "hf":
+    if cfg.kind != "openai":
         from humpback.io import dir_digest
 
-        return {"kind": "hf", "model": dir_digest(cfg.model), "template": template, "prefix": HFJudge.PREFIX,
-                "max_input_tokens": cfg.max_input_tokens}
+        return {"kind": cfg.kind, "model": dir_digest(cfg.model), "template": template, "prefix": LocalJudge.PREFIX,
+                "max_input_tokens": cfg.max_input_tokens, **local_spec(cfg, vllm).identity()}
     o = cfg.openai
     return {"kind": "openai", "base_url": o.base_url, "model": o.model, "template": template,
             "logprobs": o.logprobs, "max_tokens": o.max_tokens}
 
 
-def make_judge(cfg: JudgeConfig, template: str) -> Judge:
-    if cfg.kind == "hf":
-        return HFJudge(cfg.model, template, cfg.batch_size, cfg.precision, cfg.max_input_tokens)
-    return OpenAIJudge(cfg, template)
+def make_judge(cfg: JudgeConfig, template: str, vllm: VLLMConfig | None = None) -> Judge:
+    if cfg.kind == "openai":
+        return OpenAIJudge(cfg, template)
+    return LocalJudge(local_spec(cfg, vllm), template)

@@ -3,17 +3,20 @@
 The answer is forced to start with a prefix ("Score: ", "Better answer: ") and the next-token
 probabilities of the choice tokens ("1".."5", "A"/"B"), renormalised over the choices, are the
 model's verdict. One forward pass per conversation: the curator's logits scorer and the local
-judge both work this way.
+judge both work this way, on either engine (vLLM's reader is in :mod:`humpback.models.vllm_engine`).
+Build one through :meth:`humpback.models.generation.EngineSpec.choice_reader`.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from humpback.models.device import device, use_bf16
+from humpback.models.generation import encode_chats, load_tokenizer
 
 
 def choice_token_ids(tok, prefix: str, choices: Sequence[str]) -> list[int]:
@@ -28,30 +31,31 @@ def choice_token_ids(tok, prefix: str, choices: Sequence[str]) -> list[int]:
     return ids
 
 
-class ChoiceReader:
+class ChoiceReader(ABC):
+    """p(choice) right after a forced answer start, for each conversation."""
+
+    @abstractmethod
+    def probabilities(self, conversations: list[list[dict]], on_batch=None) -> list[list[float]]:
+        """p(choice) for each conversation, renormalised over the choices, in input order."""
+
+
+class HFChoiceReader(ChoiceReader):
+    """transformers: one forward pass per conversation, batches of similar lengths."""
+
     def __init__(self, model_dir: str | Path, choices: Sequence[str], prefix: str, batch_size: int = 8,
                  precision: str = "auto", max_input_tokens: int = 2048):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
-        self.tok = AutoTokenizer.from_pretrained(model_dir)
-        self.tok.padding_side = "left"
-        if self.tok.pad_token is None:
-            self.tok.pad_token = self.tok.eos_token
+        self.tok = load_tokenizer(model_dir)
         dtype = torch.bfloat16 if use_bf16(precision) else torch.float32
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device()).eval()
         self.prefix, self.choices = prefix, list(choices)
         self.choice_ids = choice_token_ids(self.tok, prefix, self.choices)
         self.batch_size, self.max_input_tokens = batch_size, max_input_tokens
 
-    def encode(self, conversation: list[dict]) -> list[int]:
-        text = self.tok.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False) + self.prefix
-        # over-long inputs keep their end: the question and the forced prefix are there
-        return self.tok(text, add_special_tokens=False)["input_ids"][-self.max_input_tokens:]
-
     @torch.inference_mode()
-    def probabilities(self, conversations: list[list[dict]], on_batch=None) -> list[list[float]]:
-        """p(choice) for each conversation, in input order; batches hold similar lengths."""
-        encoded = [self.encode(c) for c in conversations]
+    def probabilities(self, conversations, on_batch=None):
+        encoded = encode_chats(self.tok, conversations, self.max_input_tokens, suffix=self.prefix)
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
         probs: list[list[float]] = [[]] * len(encoded)
         for start in range(0, len(order), self.batch_size):

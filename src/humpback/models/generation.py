@@ -1,20 +1,28 @@
-"""Text generation behind one small interface, so a vLLM backend can replace transformers on GPUs.
+"""Every model call behind one factory: :class:`EngineSpec` says which model runs on which engine.
+
+A stage builds one ``EngineSpec`` from its generation section (and the top-level ``vllm`` section)
+and gets from it the sampling settings, the identity that goes into its shard keys, a text
+generator (:class:`GenerationEngine`) and a reader of choice probabilities
+(:class:`humpback.models.choices.ChoiceReader`). The engine, ``hf`` (transformers) or ``vllm``, is
+a setting: no stage knows which one runs.
 
 An engine takes chat conversations and sampling settings and returns one completion per
-conversation, in input order. Within a call, results depend only on the inputs, the model and
-``Sampling.seed``, so a stage that seeds each shard separately reproduces each shard exactly.
+conversation, in input order. Within a call, results depend only on the inputs, the model, the
+engine and ``Sampling.seed``, so a stage that seeds each shard separately reproduces each shard.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
+from humpback.config import GenerationConfig, VLLMConfig
 from humpback.models.device import device, use_bf16
 
 log = logging.getLogger(__name__)
@@ -29,6 +37,31 @@ class Sampling:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def request_seed(seed: int, index: int) -> int:
+    """A seed per request (engines that seed requests one by one): stable and independent of batching."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{index}".encode()).digest()[:4], "big") >> 1
+
+
+def load_tokenizer(model_dir: str | Path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def encode_chats(tok, conversations: Sequence[list[dict]], max_tokens: int, suffix: str = "") -> list[list[int]]:
+    """Token ids of each conversation with the generation prompt (and ``suffix``, a forced answer start).
+
+    Over-long prompts keep their end: the generation prompt and the question are there. Every engine
+    encodes through here, so they all see the same tokens.
+    """
+    texts = [tok.apply_chat_template(c, add_generation_prompt=True, tokenize=False) + suffix for c in conversations]
+    return [ids[-max_tokens:] for ids in tok(texts, add_special_tokens=False)["input_ids"]]
 
 
 class GenerationEngine(ABC):
@@ -47,29 +80,20 @@ class HFEngine(GenerationEngine):
 
     def __init__(self, model_dir: str | Path, batch_size: int = 8, precision: str = "auto",
                  max_input_tokens: int = 2048):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
-        self.tok = AutoTokenizer.from_pretrained(model_dir)
-        self.tok.padding_side = "left"
-        if self.tok.pad_token is None:
-            self.tok.pad_token = self.tok.eos_token
+        self.tok = load_tokenizer(model_dir)
         self.dtype = torch.bfloat16 if use_bf16(precision) else torch.float32
         self.device = device()
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=self.dtype).to(self.device).eval()
         self.batch_size = batch_size
         self.max_input_tokens = max_input_tokens
 
-    def _encode(self, conversations: list[list[dict]]) -> list[list[int]]:
-        texts = [self.tok.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
-        ids = self.tok(texts, add_special_tokens=False)["input_ids"]
-        # over-long prompts keep their end: that is where the generation prompt is
-        return [x[-self.max_input_tokens:] for x in ids]
-
     @torch.inference_mode()
     def generate(self, conversations, sampling, on_batch=None):
         if not conversations:
             return []
-        encoded = self._encode(conversations)
+        encoded = encode_chats(self.tok, conversations, self.max_input_tokens)
         # longest first: batches hold similar lengths (little padding) and memory peaks early
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
         outputs: list[str] = [""] * len(encoded)
@@ -95,7 +119,49 @@ class HFEngine(GenerationEngine):
         return outputs
 
 
-def make_engine(kind: str, model_dir: str | Path, **kwargs) -> GenerationEngine:
-    if kind == "hf":
-        return HFEngine(model_dir, **kwargs)
-    raise ValueError(f"unknown generation engine {kind!r} (available: hf)")
+@dataclass(frozen=True)
+class EngineSpec:
+    """Which model, on which engine, with which settings: the one way a stage gets a model to run."""
+
+    model_dir: str | Path
+    generation: GenerationConfig = GenerationConfig()
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
+
+    @property
+    def engine(self) -> str:
+        return self.generation.engine
+
+    def sampling(self, seed: int | None = None) -> Sampling:
+        """The section's sampling settings; ``seed`` (a shard's) replaces the section's seed."""
+        g = self.generation
+        return Sampling(g.temperature, g.top_p, g.max_new_tokens, g.seed if seed is None else seed)
+
+    def identity(self) -> dict:
+        """What of the engine can change outputs, merged into every shard key and verdict key.
+
+        Empty for hf: keys made before the engine was a setting were all hf, and stay valid."""
+        if self.engine == "hf":
+            return {}
+        return {"engine": self.engine, **(self.vllm.identity() if self.engine == "vllm" else {})}
+
+    def generator(self) -> GenerationEngine:
+        g = self.generation
+        if g.engine == "vllm":
+            from humpback.models.vllm_engine import VLLMEngine
+
+            return VLLMEngine(self.model_dir, g, self.vllm)
+        if g.engine == "hf":
+            return HFEngine(self.model_dir, g.batch_size, g.precision, g.max_input_tokens)
+        raise ValueError(f"unknown generation engine {g.engine!r} (available: hf, vllm)")
+
+    def choice_reader(self, choices: Sequence[str], prefix: str, batch_size: int | None = None):
+        """A :class:`~humpback.models.choices.ChoiceReader` for the forced answer start ``prefix``."""
+        g = self.generation
+        if g.engine == "vllm":
+            from humpback.models.vllm_engine import VLLMChoiceReader
+
+            return VLLMChoiceReader(self.model_dir, choices, prefix, g, self.vllm)
+        from humpback.models.choices import HFChoiceReader
+
+        return HFChoiceReader(self.model_dir, choices, prefix, batch_size or g.batch_size, g.precision,
+                              g.max_input_tokens)
