@@ -20,45 +20,12 @@ the weights cannot reach; speed does not depend on weight values, the token coun
 from __future__ import annotations
 
 import json
-import platform
 import time
 from pathlib import Path
 
 import click
 import pyarrow.parquet as pq
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def _hardware() -> dict:
-    import torch
-
-    from humpback.models.device import bf16_supported
-
-    info = {"cpu": _cpu_name(), "cores": torch.get_num_threads(), "native_bf16": bf16_supported()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
-def _random_copy(model_dir: Path, dest: Path) -> Path:
-    """The same architecture and tokenizer with seeded random weights."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir))
-    model.save_pretrained(dest)
-    AutoTokenizer.from_pretrained(model_dir).save_pretrained(dest)
-    return dest
+from _machine import hardware, random_copy
 
 
 def _count_tokens(tok, texts: list[str]) -> int:
@@ -85,7 +52,7 @@ def main(model_dir, corpus, segments, new_tokens, rating_tokens, batch_size, pre
     from humpback.prompts import backward_messages, rating_messages, read_template
 
     if random_weights:
-        model_dir = _random_copy(Path(model_dir), Path(tempfile.mkdtemp(prefix="bench-model-")))
+        model_dir = random_copy(Path(model_dir), Path(tempfile.mkdtemp(prefix="bench-model-")))
     texts = [r["text"] for f in sorted(Path(corpus).glob("part-*.parquet"))
              for r in pq.read_table(f, columns=["text"]).to_pylist()][:segments]
     if len(texts) < segments:
@@ -144,7 +111,7 @@ def main(model_dir, corpus, segments, new_tokens, rating_tokens, batch_size, pre
             scorer_obj = None
 
     base = {r["unit"]: r["per_s"] for r in reversed(rows)}
-    hw = _hardware()
+    hw = hardware()
     click.echo(f"\n{hw} - {segments} segments, {prompt_tokens:.0f} prompt tokens each, {new_tokens} new tokens "
                f"(ratings: {rating_tokens}), precision {precision}{', random weights' if random_weights else ''}\n")
     click.echo("| work | per second | new tokens/s | ratio |\n| --- | --- | --- | --- |")

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from _common import load_params, params_option
 from humpback import tracking
+from humpback.config import DistributedConfig
 from humpback.data.shards import read_table
 from humpback.eval_sets import read_outputs
 from humpback.evaluate import answer, eval_metrics, judge_outputs
@@ -111,7 +112,10 @@ def main(params_path, out, metrics_path, progress):
                             + forward_examples(subset, cfg.prompts.web_tag, cfg.prompts))
                 model_dir = Path(tempfile.mkdtemp(prefix=f"humpback-scaling-{n}-"))
                 try:
-                    train_cfg = cfg.train.model_copy(update={"max_steps": sc.steps[n]}) if n in sc.steps else cfg.train
+                    # one process here (the same global batch through accumulation): the
+                    # launcher runs the train stages only
+                    train_cfg = cfg.train.model_copy(update={"distributed": DistributedConfig(),
+                                                             **({"max_steps": sc.steps[n]} if n in sc.steps else {})})
                     trained = train("models/base", examples, train_cfg, model_dir, progress=progress)
                     spec = EngineSpec(model_dir, ev.generation, cfg.vllm)
                     outputs = answer(rows, spec, ev, cfg.prompts, f"scaling_n{n}", progress)

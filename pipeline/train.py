@@ -11,11 +11,18 @@ seed pairs; forward models learn response-from-instruction on the seed pairs (ta
 `prompts.seed_tag`) plus any curated pairs (tagged with `prompts.web_tag`). Every model starts from
 the base model. One MLflow run per model: training params, loss curve, token counts, data sizes,
 role, git commit and the DVC hashes of the inputs.
-On a GPU box the same script runs under `accelerate launch pipeline/train.py ...`.
+
+With `train.distributed.processes * machines > 1` the script re-launches itself under
+`accelerate launch` (the strategy's config file); only the main process writes the model, the
+metrics and the MLflow run. On machines 1..n-1 run the same command with HUMPBACK_MACHINE_RANK=i.
+A checkpoint every `train.checkpoint_steps` lands in `train.checkpoint_dir`; rerunning a killed
+stage resumes from the last complete one (the log says from which step).
 """
 
 import logging
+import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -26,6 +33,7 @@ from _common import load_params, params_option
 from humpback import tracking
 from humpback.data.shards import read_table
 from humpback.io import dir_digest, write_json
+from humpback.models.launch import is_main_process, relaunch_if_distributed
 from humpback.models.training import backward_examples, forward_examples, train
 from humpback.prompts import read_template
 
@@ -45,6 +53,8 @@ log = logging.getLogger("humpback.train")
 @click.option("--metrics", "metrics_path", default=None, help="Default: metrics/train/<name>.json")
 def main(params_path, role, name, base, seed_data, curated, curator, out, metrics_path):
     cfg = load_params(params_path)
+    relaunch_if_distributed(cfg.train, __file__, sys.argv[1:])
+    main_process = is_main_process()
     seed = pq.read_table(f"{seed_data}/train.parquet", columns=["instruction", "response"]).to_pylist()
     curated_pairs = read_table(curated, ["instruction", "response"]).to_pylist() if curated else []
     if role == "backward":
@@ -61,34 +71,47 @@ def main(params_path, role, name, base, seed_data, curated, curator, out, metric
     if curated:
         tags.update({"humpback.curator": curator or "unknown", "humpback.curated_data": curated})
     start = time.perf_counter()
-    with tracking.stage_run(cfg.mlflow.experiment, f"train {name}", tags, outputs=[out]):
-        tracking.log_datasets({"seed": (seed_data, seed)} | ({f"curated/{Path(curated).name}": (curated, curated_pairs)}
-                                                            if curated else {}))
-        mlflow.log_params({"humpback.method": cfg.train.method, "humpback.seed_pairs": len(seed),
-                           "humpback.curated_pairs": len(curated_pairs),
-                           "humpback.tag_placement": cfg.prompts.tag_placement,
-                           "humpback.final_learning_rate": cfg.train.final_learning_rate,
-                           "humpback.dropout": cfg.train.dropout})
-        if curated:
-            mlflow.log_params({"humpback.curate_threshold": cfg.curate.threshold,
-                               "humpback.curate_scorer": cfg.curate.scorer, "humpback.curator": curator})
-            if not curated_pairs:
-                log.warning("%s: the curated set is empty; training on the seed data alone", curated)
-        result = train(base, examples, cfg.train, out, report_to_mlflow=True)
+    run = (tracking.stage_run(cfg.mlflow.experiment, f"train {name}", tags, outputs=[out]) if main_process
+           else nullcontext())  # one MLflow run per model, opened by the main process only
+    with run:
+        if main_process:
+            _log_inputs(cfg, seed_data, seed, curated, curated_pairs, curator)
+        result = train(base, examples, cfg.train, out, report_to_mlflow=main_process, name=name)
+        if not main_process:
+            return
         summary = {
             "examples": result.examples, "seed_pairs": len(seed), "curated_pairs": len(curated_pairs),
-            "steps": result.steps, "batch_size": result.batch_size,
+            "steps": result.steps, "batch_size": result.batch_size, "processes": result.processes,
             "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
             "final_loss": round(result.final_loss, 4), "precision": result.precision,
         }
         mlflow.log_metrics({f"humpback.{k}": v for k, v in summary.items() if isinstance(v, (int, float))})
+        if result.resumed_from_step is not None:
+            mlflow.log_param("humpback.resumed_from_step", result.resumed_from_step)
         mlflow.set_tag("humpback.output", out)  # the checkpoint stays in DVC's cache: its path and hash only
         mlflow.set_tag("humpback.output_digest", dir_digest(out))
         tracking.log_to_parent({f"{name}.final_loss": summary["final_loss"]})
     write_json(metrics_path or f"metrics/train/{name}.json", summary)
-    log.info("trained %s: %d examples, %d steps of %d, final loss %.3f (%s) in %.0fs -> %s", name,
-             result.examples, result.steps, result.batch_size, result.final_loss, result.precision,
-             time.perf_counter() - start, out)
+    log.info("trained %s: %d examples, %d steps of %d on %d process(es), final loss %.3f (%s) in %.0fs -> %s",
+             name, result.examples, result.steps, result.batch_size, result.processes, result.final_loss,
+             result.precision, time.perf_counter() - start, out)
+
+
+def _log_inputs(cfg, seed_data, seed, curated, curated_pairs, curator) -> None:
+    tracking.log_datasets({"seed": (seed_data, seed)} | ({f"curated/{Path(curated).name}": (curated, curated_pairs)}
+                                                        if curated else {}))
+    mlflow.log_params({"humpback.method": cfg.train.method, "humpback.seed_pairs": len(seed),
+                       "humpback.curated_pairs": len(curated_pairs),
+                       "humpback.tag_placement": cfg.prompts.tag_placement,
+                       "humpback.final_learning_rate": cfg.train.final_learning_rate,
+                       "humpback.dropout": cfg.train.dropout,
+                       "humpback.processes": cfg.train.distributed.world_size,
+                       "humpback.strategy": cfg.train.distributed.strategy})
+    if curated:
+        mlflow.log_params({"humpback.curate_threshold": cfg.curate.threshold,
+                           "humpback.curate_scorer": cfg.curate.scorer, "humpback.curator": curator})
+        if not curated_pairs:
+            log.warning("%s: the curated set is empty; training on the seed data alone", curated)
 
 
 if __name__ == "__main__":

@@ -68,7 +68,8 @@ def test_repro_builds_every_stage(repo):
     assert augment["segments"] == 24 and augment["candidates"] + augment["empty_generations"] == 24
     for name in ("backward", "m0"):
         assert AutoModelForCausalLM.from_pretrained(dest / "models" / name).config.num_hidden_layers == 2
-        assert json.loads((dest / f"metrics/train/{name}.json").read_text())["steps"] == 1
+        assert json.loads((dest / f"metrics/train/{name}.json").read_text())["steps"] == 2
+    assert not any((dest / ".humpback/train").iterdir()), "checkpoints outlived their saved models"
 
     for i in (1, 2):
         scores = json.loads((dest / f"metrics/score/iter{i}.json").read_text())
@@ -118,7 +119,7 @@ def test_mlflow_has_one_run_per_trained_model_with_lineage(repo):
         assert run.data.params["learning_rate"] == str(float(yaml.safe_load((dest / "params.yaml").read_text())["train"]["learning_rate"]))
         assert run.data.params["weight_decay"] == "0.1"
         assert run.data.metrics["humpback.seed_pairs"] > 0 and run.data.metrics["humpback.completion_tokens"] > 0
-        assert len(client.get_metric_history(run.info.run_id, "loss")) == 1  # one logged step in the smoke profile
+        assert len(client.get_metric_history(run.info.run_id, "loss")) == 2  # two logged steps in the smoke profile
     # the DVC md5 of a stage's outputs, filled in from dvc.lock by a later stage of the same execution
     m0_md5 = next(o["md5"] for o in lock["stages"]["train_m0"]["outs"] if o["path"] == "models/m0")
     assert client.get_run(runs["train m0"].info.run_id).data.tags["dvc.output.models/m0"] == m0_md5
@@ -299,6 +300,36 @@ def test_a_stage_killed_at_any_point_reruns_to_the_same_bytes(repo, stage):
     after = _files(dest, paths)
     assert sorted(after) == sorted(before)
     assert [k for k in before if before[k] != after[k]] == []
+
+
+def test_a_killed_training_stage_resumes_under_dvc_repro(repo):
+    """SIGKILL train_m0 after its first complete checkpoint; `dvc repro` resumes it from there (the
+    log says from which step) and it ends with the same model and metrics, bytes for bytes."""
+    import re
+    import signal
+    import time
+
+    dest, env, _ = repo
+    entry = yaml.safe_load((dest / "dvc.lock").read_text())["stages"]["train_m0"]
+    paths = ["models/m0", "metrics/train/m0.json"]
+    before = _files(dest, paths)
+    shutil.rmtree(dest / "models/m0")
+    proc = subprocess.Popen(entry["cmd"], shell=True, cwd=dest, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = ".humpback/train/m0-*/checkpoint-*/humpback-complete"
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline and not list(dest.glob(done)):
+        time.sleep(0.01)
+    assert proc.poll() is None, "train_m0 ended before its first checkpoint: raise the smoke profile's max_steps"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    # -f -s: run it, where a plain repro would check out the earlier run's identical outputs from the cache
+    log = _run([str(BIN / "dvc"), "repro", "-f", "-s", "train_m0"], dest, env)
+    assert re.search(r"m0: resuming from \S+checkpoint-\d+ \(step \d+ of 2\)", log), log[-3000:]
+    after = _files(dest, paths)
+    assert sorted(after) == sorted(before)
+    assert [k for k in before if before[k] != after[k]] == []
+    assert not list(dest.glob(".humpback/train/m0-*")), "the checkpoints outlived the saved model"
 
 
 def _metrics_of(dest, stage) -> list[str]:

@@ -19,11 +19,12 @@ log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
-# ChatML, used only when a tokenizer comes without a chat template (some base models).
+# ChatML, used only when a tokenizer comes without a chat template (base models such as LLaMA).
 FALLBACK_CHAT_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content']"
     " + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
+CHATML_TOKENS = ("<|im_start|>", "<|im_end|>")
 
 
 class ModelSourceError(RuntimeError):
@@ -78,11 +79,30 @@ def load_tokenizer(cfg: ModelConfig):
     except OSError as exc:
         raise ModelSourceError(f"cannot load the tokenizer of '{cfg.name}': {exc}") from None
     if tok.chat_template is None:
-        log.warning("tokenizer of %s has no chat template; using ChatML", cfg.name)
-        tok.chat_template = FALLBACK_CHAT_TEMPLATE
+        log.warning("tokenizer of %s has no chat template; setting up ChatML (<|im_end|> ends a turn)", cfg.name)
+        setup_chatml(tok)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
+
+
+def setup_chatml(tok) -> None:
+    """Give a base model's tokenizer the ChatML format the way trl's ``clone_chat_template`` does:
+    the turn markers become special tokens (one id each, never split), and the end-of-turn marker
+    becomes the EOS, so a model fine-tuned on chats learns to stop where generation stops.
+    The model's embeddings are resized to match in :func:`load_base_model`."""
+    tok.chat_template = FALLBACK_CHAT_TEMPLATE
+    if tok.pad_token is None and tok.eos_token is not None:
+        tok.pad_token = tok.eos_token  # the old EOS pads; the new one must stay a trained target
+    tok.add_tokens(list(CHATML_TOKENS), special_tokens=True)
+    tok.eos_token = CHATML_TOKENS[1]
+
+
+def _match_vocabulary(model, tok) -> None:
+    """Grow the embeddings to the tokenizer's added ChatML tokens (new rows start at the mean, as
+    trl does); :func:`save_checkpoint` aligns EOS and padding in the configs."""
+    if len(tok) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tok), pad_to_multiple_of=64, mean_resizing=True)
 
 
 def tiny_random_model(tok, spec: TinyRandom):
@@ -112,7 +132,9 @@ def load_base_model(cfg: ModelConfig):
 
     tok = load_tokenizer(cfg)
     if cfg.tiny_random is not None:
-        return tiny_random_model(tok, cfg.tiny_random), tok
+        model = tiny_random_model(tok, cfg.tiny_random)
+        _match_vocabulary(model, tok)
+        return model, tok
     name, kwargs = _pretrained_kwargs(cfg)
     try:
         model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32, **kwargs)
@@ -129,21 +151,28 @@ def load_base_model(cfg: ModelConfig):
         rebuilt.load_state_dict(model.state_dict())
         rebuilt.generation_config = model.generation_config
         model = rebuilt
+    _match_vocabulary(model, tok)
     return model, tok
 
 
-def save_checkpoint(model, tok, out_dir: str | Path, dtype: str = "float32") -> Path:
-    """Write safetensors weights, tokenizer (with chat template) and generation config."""
+def save_checkpoint(model, tok, out_dir: str | Path, dtype: str = "float32", state_dict: dict | None = None) -> Path:
+    """Write safetensors weights, tokenizer (with chat template) and generation config.
+
+    ``state_dict``: the full weights gathered from a sharded model (FSDP, ZeRO-3), whose own
+    parameters are only this process's shards."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model = model.to(DTYPES[dtype])
+    if state_dict is None:
+        model = model.to(DTYPES[dtype])
+    else:
+        state_dict = {k: v.to(DTYPES[dtype]) if v.is_floating_point() else v for k, v in state_dict.items()}
     model.config.dtype = DTYPES[dtype]
     # The generation config's eos must agree with the tokenizer, or generate() runs to max tokens.
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
     model.config.eos_token_id = tok.eos_token_id
     model.config.pad_token_id = tok.pad_token_id
-    model.save_pretrained(out, safe_serialization=True)
+    model.save_pretrained(out, safe_serialization=True, state_dict=state_dict)
     tok.save_pretrained(out)
     return out
 
