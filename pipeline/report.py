@@ -49,9 +49,13 @@ def main(params_path, metrics_dir, plots_dir, out):
                 mlflow.log_metric(f"win_rate.{model}", value)
         for key, value in summary["kept"].items():
             mlflow.log_metric(f"kept.{key}", value)
+        for model, reliable in summary["judge_reliable"].items():
+            mlflow.set_tag(f"judge_reliable.{model}", str(reliable).lower())
         for plot in plots:
             mlflow.log_artifact(str(plot), artifact_path="plots")
         mlflow.log_artifact(out)
+    for model, why in summary["judge_unreliable_because"].items():
+        log.warning("report: the win rate of %s is not a measurement, its judge fails the bar: %s", model, why)
     log.info("report: win rates %s (vs %s), kept %s; plots: %s", summary["win_rate"], summary["reference"],
              summary["kept"], ", ".join(p.name for p in plots))
 

@@ -40,6 +40,23 @@ def test_metrics_prints_flat_keys(tmp_path):
     assert "segments.dropped.too_short" in result.output and "segments.kept" not in result.output
 
 
+def test_metrics_marks_a_win_rate_whose_judge_fails_the_bar(tmp_path):
+    from humpback.report import judge_reliability
+
+    base = {"win_rate": 49.6, "n_total": 68, "failed": 0}
+    demo = tmp_path / "m1.json"  # the demo's 135M judge: always the same verdict for the same position
+    demo.write_text(json.dumps(base | {"judge_order_agreement": 0.0, "judge_first_position_preference": 0.76}))
+    good = tmp_path / "m2.json"
+    good.write_text(json.dumps(base | {"judge_order_agreement": 0.7, "judge_first_position_preference": 0.53}))
+    out = CliRunner().invoke(main, ["metrics", str(demo), str(good), "--match", "win_rate"]).output
+    demo_line, good_line = [line for line in out.splitlines() if line.strip().startswith("win_rate")]
+    assert "unreliable judge: order agreement 0.00 < 0.60" in demo_line and "first-position preference 0.76" in demo_line
+    assert "unreliable" not in good_line
+    assert judge_reliability(base | {"judge_order_agreement": 0.7, "judge_first_position_preference": 0.5,
+                                     "failed": 9})["reasons"] == ["9 of 68 verdicts unparsed (over 10%)"]
+    assert judge_reliability(base | {"is_reference": True}) is None  # the reference against itself
+
+
 def test_stage_scripts_do_not_shadow_the_standard_library():
     """pipeline/ is sys.path[0] for its scripts: a pipeline/select.py broke `import subprocess`."""
     import sys

@@ -165,6 +165,9 @@ def test_evaluation_writes_alpaca_eval_files_metrics_and_report(repo):
     report = json.loads((dest / "metrics/report.json").read_text())
     assert set(report["win_rate"]) == {"m0", "m1", "m2"} and report["reference"] == "m0"
     assert report["kept"]["iter1"] == json.loads((dest / "metrics/curate/iter1.json").read_text())["kept"]
+    # m0 is the reference (nothing to judge); a random tiny judge cannot pass the reliability bar
+    assert set(report["judge_reliable"]) <= {"m1", "m2"} and not any(report["judge_reliable"].values())
+    assert set(report["judge_unreliable_because"]) == set(report["judge_reliable"])
     for png in ("win_rate", "scores", "kept_by_threshold", "scaling"):
         assert (dest / f"plots/{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     shown = _run([str(BIN / "dvc"), "metrics", "show"], dest, env)

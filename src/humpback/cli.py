@@ -217,6 +217,9 @@ def segment_cmd(path: str, fmt: str, params_path: str, show_text: bool) -> None:
 def metrics_cmd(paths: tuple[str, ...], match: str) -> None:
     """Print metrics files one key per line (easier to read than a wide `dvc metrics show`).
 
+    A win rate whose judge fails the reliability bar (order agreement, position bias, unparsed
+    verdicts; README, "Judge reliability") is marked, with the reasons.
+
     \b
     Example:
       humpback metrics                      # every metrics/*.json
@@ -226,6 +229,7 @@ def metrics_cmd(paths: tuple[str, ...], match: str) -> None:
     import json
 
     from humpback.io import flatten
+    from humpback.report import judge_reliability
 
     files = [Path(p) for p in paths] or sorted(Path("metrics").glob("**/*.json"))
     if not files:
@@ -236,9 +240,16 @@ def metrics_cmd(paths: tuple[str, ...], match: str) -> None:
         except json.JSONDecodeError as exc:
             raise click.ClickException(f"{f}: not valid JSON ({exc.msg})") from None
         click.echo(click.style(str(f), bold=True))
+        verdict = judge_reliability(data) if isinstance(data, dict) else None
         for key, value in flatten(data).items():
             if match in key:
-                click.echo(f"  {key:<44} {value}")
+                mark = ""
+                if key in WIN_RATE_KEYS and verdict and not verdict["reliable"]:
+                    mark = click.style("  unreliable judge: " + "; ".join(verdict["reasons"]), fg="yellow")
+                click.echo(f"  {key:<44} {value}{mark}")
+
+
+WIN_RATE_KEYS = ("win_rate", "discrete_win_rate", "length_controlled_winrate")
 
 
 def _model_dir(model: str) -> Path:

@@ -19,6 +19,31 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 SCORE_LABELS = ["1", "2", "3", "4", "5", "none"]
 
+# The bar a judge passes before its win rate is read as a measurement (README, "Judge reliability").
+# Both orders of every pair are judged: a coin flip gives the same verdict in both about half the
+# time, GPT-4 about two times in three (MT-Bench, Zheng et al. 2023, pairwise consistency 65%).
+MIN_ORDER_AGREEMENT = 0.6
+MAX_POSITION_BIAS = 0.1  # how far the preference for the first-shown answer may stray from 0.5
+MAX_FAILED_SHARE = 0.1  # verdicts that did not parse
+
+
+def judge_reliability(ev: dict) -> dict | None:
+    """Whether the judge behind one model's win rate passes the bar, with the reasons it fails;
+    None where there is nothing to tell (the reference against itself, or one order judged)."""
+    agree, first = ev.get("judge_order_agreement"), ev.get("judge_first_position_preference")
+    if ev.get("is_reference") or agree is None or first is None:
+        return None
+    reasons = []
+    if agree < MIN_ORDER_AGREEMENT:
+        reasons.append(f"order agreement {agree:.2f} < {MIN_ORDER_AGREEMENT:.2f} (a coin flip: 0.50)")
+    if abs(first - 0.5) > MAX_POSITION_BIAS:
+        reasons.append(f"first-position preference {first:.2f} outside "
+                       f"{0.5 - MAX_POSITION_BIAS:.2f}-{0.5 + MAX_POSITION_BIAS:.2f}")
+    total, failed = ev.get("n_total") or 0, ev.get("failed") or 0
+    if total and failed / total > MAX_FAILED_SHARE:
+        reasons.append(f"{failed} of {total} verdicts unparsed (over {MAX_FAILED_SHARE:.0%})")
+    return {"reliable": not reasons, "reasons": reasons}
+
 
 def _read_json(path: Path) -> dict | None:
     try:
@@ -52,6 +77,9 @@ def summary(data: dict) -> dict:
         "kept": {f"iter{i}": c["kept"] for i, c in curate.items()},
         "threshold": next((c["threshold"] for c in curate.values()), None),
     }
+    verdicts = {m: r for m, e in evals.items() if (r := judge_reliability(e)) is not None}
+    out["judge_reliable"] = {m: r["reliable"] for m, r in verdicts.items()}
+    out["judge_unreliable_because"] = {m: "; ".join(r["reasons"]) for m, r in verdicts.items() if r["reasons"]}
     judged = {m: w for m, w in out["win_rate"].items() if w is not None and not evals[m].get("is_reference")}
     if judged:
         out["best_model"] = max(judged, key=judged.get)
@@ -75,7 +103,11 @@ def plot_win_rates(data: dict, path: Path) -> Path:
     ax.set_xticks(list(x), models)
     ax.set_ylim(0, 100)
     reference = next((e["reference"] for e in evals.values()), "?")
-    return _finish(fig, ax, path, "model", "% wins vs reference", f"Win rate per model against {reference}")
+    verdicts = [r for e in evals.values() if (r := judge_reliability(e)) is not None]
+    title = f"Win rate per model against {reference}"
+    if any(not r["reliable"] for r in verdicts):
+        title += "\n(the judge fails the reliability bar: not a measurement)"
+    return _finish(fig, ax, path, "model", "% wins vs reference", title)
 
 
 def plot_scores(data: dict, path: Path) -> Path:
