@@ -202,6 +202,9 @@ def test_shipped_accelerate_configs_parse_and_launch_lines_follow_params(tmp_pat
         if strategy != "ddp":
             with pytest.raises(RuntimeError, match="needs GPUs"):
                 launch_argv(cfg, ["x"], cuda=False)
+    monkeypatch.setenv("HUMPBACK_MACHINE_RANK", "0")
+    with pytest.raises(FileNotFoundError, match="train.distributed.config_file: nope.yaml does not exist"):
+        launch_argv(TrainConfig(distributed={"processes": 2, "config_file": "nope.yaml"}), ["x"], cuda=True)
     monkeypatch.setenv("HUMPBACK_MACHINE_RANK", "2")
     with pytest.raises(RuntimeError, match="HUMPBACK_MACHINE_RANK=2"):
         launch_argv(cfg, ["x"], cuda=True)
@@ -303,3 +306,13 @@ def test_the_train_stage_on_two_ddp_processes_matches_one_process_and_writes_onc
     w1, w2 = load_file(tmp_path / "one" / "model.safetensors"), load_file(tmp_path / "models/m0/model.safetensors")
     assert max((w1[k] - w2[k]).abs().max().item() for k in w1) <= 1e-4
     assert not any((tmp_path / ".humpback/train").iterdir()), "the checkpoints outlived the saved model"
+
+
+def test_weights_load_in_bf16_only_where_deepspeed_keeps_the_fp32_master_copy():
+    from humpback.models.training import load_dtype
+
+    zero3 = {"processes": 2, "strategy": "deepspeed_zero3"}
+    assert load_dtype(TrainConfig(precision="bf16", distributed=zero3)) == torch.bfloat16
+    assert load_dtype(TrainConfig(precision="fp32", distributed=zero3)) == torch.float32
+    assert load_dtype(TrainConfig(precision="bf16", distributed={"processes": 2, "strategy": "fsdp"})) == torch.float32
+    assert load_dtype(TrainConfig(precision="bf16")) == torch.float32  # one process: autocast over fp32 weights
