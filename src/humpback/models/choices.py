@@ -39,11 +39,32 @@ class ChoiceReader(ABC):
         """p(choice) for each conversation, renormalised over the choices, in input order."""
 
 
+def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    """Length of the token prefix every sequence shares, leaving each at least one token of its own."""
+    if not sequences:
+        return 0
+    first, n = sequences[0], min(len(s) for s in sequences) - 1
+    for s in sequences[1:]:
+        i = 0
+        while i < n and s[i] == first[i]:
+            i += 1
+        n = i
+    return max(n, 0)
+
+
 class HFChoiceReader(ChoiceReader):
-    """transformers: one forward pass per conversation, batches of similar lengths."""
+    """transformers: one forward pass per conversation, batches of similar lengths.
+
+    Prompts built from one template share a long start (the rating rubric is ~300 tokens, often half
+    a prompt): that shared prefix is computed once and its key/value cache reused by every batch, so
+    each conversation costs only its own tokens. Results equal the plain computation up to float
+    rounding; models whose cache is not plain attention (linear or sliding attention) skip the reuse.
+    """
+
+    MIN_SHARED_PREFIX = 16  # tokens: below this, reuse saves less than the cache copies cost
 
     def __init__(self, model_dir: str | Path, choices: Sequence[str], prefix: str, batch_size: int = 8,
-                 precision: str = "auto", max_input_tokens: int = 2048):
+                 precision: str = "auto", max_input_tokens: int = 2048, reuse_prefix: bool = True):
         from transformers import AutoModelForCausalLM
 
         self.tok = load_tokenizer(model_dir)
@@ -52,16 +73,44 @@ class HFChoiceReader(ChoiceReader):
         self.prefix, self.choices = prefix, list(choices)
         self.choice_ids = choice_token_ids(self.tok, prefix, self.choices)
         self.batch_size, self.max_input_tokens = batch_size, max_input_tokens
+        self.reuse_prefix = reuse_prefix
+
+    def _prefix_cache(self, ids: list[int]):
+        """The key/value cache of ``ids`` (batch of one), or None where it cannot be reused safely."""
+        from transformers.cache_utils import DynamicCache, DynamicLayer
+
+        out = self.model(torch.tensor([ids], device=self.model.device), use_cache=True, logits_to_keep=1)
+        cache = out.past_key_values
+        if not isinstance(cache, DynamicCache) or any(type(layer) is not DynamicLayer for layer in cache.layers):
+            return None
+        return cache
 
     @torch.inference_mode()
     def probabilities(self, conversations, on_batch=None):
+        import copy
+
         encoded = encode_chats(self.tok, conversations, self.max_input_tokens, suffix=self.prefix)
+        shared = common_prefix_length(encoded) if self.reuse_prefix and len(encoded) > 1 else 0
+        cache = self._prefix_cache(encoded[0][:shared]) if shared >= self.MIN_SHARED_PREFIX else None
+        if cache is None:
+            shared = 0
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
         probs: list[list[float]] = [[]] * len(encoded)
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            batch = self.tok.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt").to(self.model.device)
-            logits = self.model(**batch, logits_to_keep=1).logits[:, -1, :]  # left padding: last position
+            batch = self.tok.pad({"input_ids": [encoded[i][shared:] for i in idx]}, return_tensors="pt").to(self.model.device)
+            kwargs = {}
+            if cache is not None:
+                # [shared prefix | left padding | own tokens]: the mask hides the padding, positions
+                # continue after the prefix, and the prefix's cache is copied once per row
+                mask = torch.cat([batch["attention_mask"].new_ones(len(idx), shared), batch["attention_mask"]], dim=1)
+                rows = copy.deepcopy(cache)
+                rows.batch_repeat_interleave(len(idx))
+                kwargs = {"attention_mask": mask, "past_key_values": rows,
+                          "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]}
+            else:
+                kwargs = {"attention_mask": batch["attention_mask"]}
+            logits = self.model(input_ids=batch["input_ids"], logits_to_keep=1, **kwargs).logits[:, -1, :]
             p = torch.softmax(logits[:, self.choice_ids].float(), dim=-1)
             for i, row in zip(idx, p.tolist()):
                 probs[i] = row
