@@ -4,8 +4,9 @@
     dvc repro report
     dvc plots show            # or open plots/*.png; `dvc plots diff` compares experiments
 
-Reads metrics/eval/<m>.json, metrics/curate/iter<i>.json and iter<i>_thresholds.csv, and
-metrics/scaling.json. Writes plots/win_rate.png (win rate ± s.e. and LC win rate per model),
+Reads metrics/eval/<m>.json, metrics/train/<m>.json, metrics/curate/iter<i>.json and
+iter<i>_thresholds.csv, and metrics/scaling.json. Writes plots/win_rate.png (win rate ± s.e. and LC
+win rate per model), plots/heldout_nll.png (held-out NLL per token of the base model, M_yx and M0..Mn),
 plots/scores.png (score histogram per curator), plots/kept_by_threshold.png (|A_k| per threshold and
 iteration), plots/scaling.png (when the scaling stage ran), metrics/report.json and
 metrics/report/win_rate.csv; logs the plots and numbers to an MLflow "report" run.
@@ -49,6 +50,9 @@ def main(params_path, metrics_dir, plots_dir, out):
                 mlflow.log_metric(f"win_rate.{model}", value)
         for key, value in summary["kept"].items():
             mlflow.log_metric(f"kept.{key}", value)
+        for direction, values in summary.get("heldout_nll", {}).items():
+            for model, value in values.items():
+                mlflow.log_metric(f"heldout_nll.{direction}.{model}", value)
         for model, reliable in summary["judge_reliable"].items():
             mlflow.set_tag(f"judge_reliable.{model}", str(reliable).lower())
         for plot in plots:

@@ -10,7 +10,11 @@ Reads `train.*` and `prompts.*`. The backward model M_yx learns instruction-from
 seed pairs; forward models learn response-from-instruction on the seed pairs (tagged with
 `prompts.seed_tag`) plus any curated pairs (tagged with `prompts.web_tag`). Every model starts from
 the base model. One MLflow run per model: training params, loss curve, token counts, data sizes,
-role, git commit and the DVC hashes of the inputs.
+role, git commit and the DVC hashes of the inputs. After training, the held-out seed pairs are
+scored under the base model and the trained one (NLL per target token, in the format trained on:
+instruction given response for M_yx, response given instruction with the seed tag for M0..Mn):
+`heldout.nll`, `heldout.nll_base` and `heldout.nll_gain` in the metrics, lower NLL is better
+(M1..Mn run with --no-heldout-base: the base's number is M0's).
 
 With `train.distributed.processes * machines > 1` the script re-launches itself under
 `accelerate launch` (the strategy's config file); only the main process writes the model, the
@@ -23,6 +27,7 @@ import logging
 import sys
 import time
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 import click
@@ -34,10 +39,12 @@ from humpback import tracking
 from humpback.data.shards import read_table
 from humpback.io import dir_digest, write_json
 from humpback.models.launch import is_main_process, relaunch_if_distributed
+from humpback.models.likelihood import heldout_nll
 from humpback.models.training import backward_examples, forward_examples, train
 from humpback.prompts import read_template
 
 log = logging.getLogger("humpback.train")
+HELDOUT_MAX_TOKENS = 2048
 
 
 @click.command(help=__doc__)
@@ -51,7 +58,9 @@ log = logging.getLogger("humpback.train")
 @click.option("--curator", default=None, help="Name of the model that curated --curated (MLflow lineage).")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--metrics", "metrics_path", default=None, help="Default: metrics/train/<name>.json")
-def main(params_path, role, name, base, seed_data, curated, curator, out, metrics_path):
+@click.option("--heldout-base/--no-heldout-base", default=True, show_default=True,
+              help="Also score the held-out pairs under the base model (M1..Mn skip it: M0 did the same).")
+def main(params_path, role, name, base, seed_data, curated, curator, out, metrics_path, heldout_base):
     cfg = load_params(params_path)
     relaunch_if_distributed(cfg.train, __file__, sys.argv[1:])
     main_process = is_main_process()
@@ -60,10 +69,11 @@ def main(params_path, role, name, base, seed_data, curated, curator, out, metric
     if role == "backward":
         if curated:
             raise click.UsageError("--curated is for forward models")
-        examples = backward_examples(seed, read_template("backward", cfg.prompts.backward))
-    else:
-        examples = (forward_examples(seed, cfg.prompts.seed_tag, cfg.prompts)
-                    + forward_examples(curated_pairs, cfg.prompts.web_tag, cfg.prompts))
+        held_out = partial(backward_examples, template=read_template("backward", cfg.prompts.backward))
+        examples = held_out(seed)
+    else:  # held-out pairs are seed pairs: scored with the seed tag, as the seed is trained
+        held_out = partial(forward_examples, tag=cfg.prompts.seed_tag, prompts=cfg.prompts)
+        examples = held_out(seed) + forward_examples(curated_pairs, cfg.prompts.web_tag, cfg.prompts)
     inputs = [base, seed_data] + ([curated] if curated else [])
     tags = {**tracking.base_tags(inputs), "humpback.role": role, "humpback.model": name}
     if name[1:].isdigit() and name.startswith("m"):
@@ -84,8 +94,11 @@ def main(params_path, role, name, base, seed_data, curated, curator, out, metric
             "steps": result.steps, "batch_size": result.batch_size, "processes": result.processes,
             "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
             "final_loss": round(result.final_loss, 4), "precision": result.precision,
+            "heldout": _heldout_quality(cfg, held_out, seed_data, base if heldout_base else None, out, name),
         }
         mlflow.log_metrics({f"humpback.{k}": v for k, v in summary.items() if isinstance(v, (int, float))})
+        mlflow.log_metrics({f"humpback.heldout_{k}": v for k, v in summary["heldout"].items()
+                            if isinstance(v, (int, float))})
         if result.resumed_from_step is not None:
             mlflow.log_param("humpback.resumed_from_step", result.resumed_from_step)
         mlflow.set_tag("humpback.output", out)  # the checkpoint stays in DVC's cache: its path and hash only
@@ -95,6 +108,28 @@ def main(params_path, role, name, base, seed_data, curated, curator, out, metric
     log.info("trained %s: %d examples, %d steps of %d on %d process(es), final loss %.3f (%s) in %.0fs -> %s",
              name, result.examples, result.steps, result.batch_size, result.processes, result.final_loss,
              result.precision, time.perf_counter() - start, out)
+
+
+def _heldout_quality(cfg, held_out, seed_data, base, out, name) -> dict:
+    """NLL per target token of the held-out seed pairs, under the base model and the trained one,
+    in the format this model trained on (lower is better; `nll_gain` = base - trained)."""
+    pairs = pq.read_table(f"{seed_data}/heldout.parquet", columns=["instruction", "response"]).to_pylist()
+    if not pairs:
+        log.warning("%s: no held-out seed pairs (seed.heldout: 0): no held-out likelihood", name)
+        return {"pairs": 0}
+    start = time.perf_counter()
+    examples = held_out(pairs)
+    # whole pairs, even where training truncates them: a cut-off target cannot be scored
+    size = {"max_length": max(cfg.train.max_length, HELDOUT_MAX_TOKENS), "batch_size": cfg.train.micro_batch_size}
+    after = heldout_nll(out, examples, **size)
+    quality = {"pairs": after["pairs"], "tokens": after["tokens"], "nll": after["nll"]}
+    if base is not None:
+        quality["nll_base"] = heldout_nll(base, examples, **size)["nll"]
+        if quality["nll_base"] is not None and after["nll"] is not None:
+            quality["nll_gain"] = round(quality["nll_base"] - after["nll"], 4)
+    log.info("%s: held-out NLL per token %s (base %s) on %d pairs, %.0fs", name, after["nll"],
+             quality.get("nll_base", "not scored"), after["pairs"], time.perf_counter() - start)
+    return quality
 
 
 def _log_inputs(cfg, seed_data, seed, curated, curated_pairs, curator) -> None:

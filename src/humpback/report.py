@@ -1,5 +1,6 @@
-"""The research report: win rate per iteration, score histograms per curator, kept-set sizes per
-threshold, and the data-scaling fit (paper Fig. 4 / Table 3), as PNG plots and one JSON summary.
+"""The research report: win rate per iteration, held-out likelihood per model, score histograms per
+curator, kept-set sizes per threshold, and the data-scaling fit (paper Fig. 4 / Table 3), as PNG
+plots and one JSON summary.
 
 Everything is read from the small metric files the stages write, so the report is cheap to redo
 and reads the same from any DVC experiment.
@@ -53,9 +54,12 @@ def _read_json(path: Path) -> dict | None:
 
 
 def collect(metrics_dir: str | Path, models: list[str], iterations: list[int]) -> dict:
-    """The numbers behind the report, from metrics/eval, metrics/curate and metrics/scaling.json."""
+    """The numbers behind the report, from metrics/eval, metrics/train, metrics/curate and
+    metrics/scaling.json."""
     metrics_dir = Path(metrics_dir)
     evals = {m: e for m in models if (e := _read_json(metrics_dir / "eval" / f"{m}.json"))}
+    trained = ["backward", "m0"] + [f"m{i}" for i in iterations]
+    train = {m: t for m in trained if (t := _read_json(metrics_dir / "train" / f"{m}.json"))}
     curate = {i: c for i in iterations if (c := _read_json(metrics_dir / "curate" / f"iter{i}.json"))}
     curves = {}
     for i in iterations:
@@ -63,8 +67,23 @@ def collect(metrics_dir: str | Path, models: list[str], iterations: list[int]) -
         if path.exists():
             with open(path, newline="") as fh:
                 curves[i] = list(csv.DictReader(fh))
-    return {"eval": evals, "curate": curate, "curves": curves,
+    return {"eval": evals, "train": train, "curate": curate, "curves": curves,
             "scaling": _read_json(metrics_dir / "scaling.json")}
+
+
+def heldout_nll(train: dict) -> dict:
+    """NLL per target token on the held-out seed pairs (lower is better): the backward direction
+    (instruction | response) for the base model and M_yx, the forward one (response | instruction)
+    for the base model and M0..Mn. Models trained before this was measured are left out."""
+    out: dict = {"backward": {}, "forward": {}}
+    for name, t in train.items():
+        h = t.get("heldout") or {}
+        if h.get("nll") is None:
+            continue
+        direction = out["backward" if name == "backward" else "forward"]
+        direction.setdefault("base", h.get("nll_base"))
+        direction[name] = h["nll"]
+    return {k: v for k, v in out.items() if v}
 
 
 def summary(data: dict) -> dict:
@@ -77,6 +96,8 @@ def summary(data: dict) -> dict:
         "kept": {f"iter{i}": c["kept"] for i, c in curate.items()},
         "threshold": next((c["threshold"] for c in curate.values()), None),
     }
+    if nll := heldout_nll(data.get("train") or {}):
+        out["heldout_nll"] = nll
     verdicts = {m: r for m, e in evals.items() if (r := judge_reliability(e)) is not None}
     out["judge_reliable"] = {m: r["reliable"] for m, r in verdicts.items()}
     out["judge_unreliable_because"] = {m: "; ".join(r["reasons"]) for m, r in verdicts.items() if r["reasons"]}
@@ -108,6 +129,21 @@ def plot_win_rates(data: dict, path: Path) -> Path:
     if any(not r["reliable"] for r in verdicts):
         title += "\n(the judge fails the reliability bar: not a measurement)"
     return _finish(fig, ax, path, "model", "% wins vs reference", title)
+
+
+def plot_heldout_nll(nll: dict, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    names = ["base"] + [m for d in ("backward", "forward") for m in nll.get(d, {}) if m != "base"]
+    width = 0.4
+    for j, (direction, label) in enumerate([("forward", "response | instruction"),
+                                            ("backward", "instruction | response")]):
+        values = nll.get(direction, {})
+        xs = [k + (j - 0.5) * width for k, m in enumerate(names) if m in values]
+        if xs:
+            ax.bar(xs, [values[m] for m in names if m in values], width, label=label)
+    ax.set_xticks(range(len(names)), names)
+    return _finish(fig, ax, path, "model", "NLL per target token (lower is better)",
+                   "Held-out seed pairs: likelihood per model")
 
 
 def plot_scores(data: dict, path: Path) -> Path:
@@ -166,6 +202,8 @@ def write_report(metrics_dir: str | Path, plots_dir: str | Path, models: list[st
     made = []
     if data["eval"]:
         made.append(plot_win_rates(data, plots_dir / "win_rate.png"))
+    if nll := heldout_nll(data.get("train") or {}):
+        made.append(plot_heldout_nll(nll, plots_dir / "heldout_nll.png"))
     if data["curate"]:
         made.append(plot_scores(data, plots_dir / "scores.png"))
     if data["curves"]:
