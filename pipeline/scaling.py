@@ -30,11 +30,7 @@ from humpback import tracking
 from humpback.config import DistributedConfig
 from humpback.data.shards import read_table
 from humpback.eval_sets import read_outputs
-from humpback.evaluate import answer, eval_metrics, judge_outputs
 from humpback.io import dir_digest, write_json
-from humpback.judges import judge_identity, make_judge
-from humpback.models.generation import EngineSpec
-from humpback.models.training import forward_examples, train
 from humpback.prompts import read_template
 
 log = logging.getLogger("humpback.scaling")
@@ -68,6 +64,12 @@ def main(params_path, out, metrics_path, progress):
         write_json(metrics_path, {"enabled": False})
         log.info("scaling: off (scaling.enabled: false)")
         return
+    # the model stack is imported only when there is work: a disabled stage costs a second, not ten
+    from humpback.evaluate import answer, eval_metrics, judge_outputs
+    from humpback.judges import judge_identity, make_judge
+    from humpback.models.generation import EngineSpec
+    from humpback.models.training import forward_examples, train
+
     iteration = sc.iteration or max(cfg.iterations)
     curated = read_table(f"data/curated/iter{iteration}", ["id", "instruction", "response"]).to_pylist()
     curated.sort(key=lambda r: hashlib.sha256(f"{cfg.curate.sample_seed}:{r['id']}".encode()).hexdigest())

@@ -16,15 +16,17 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from humpback.config import CurateConfig
-from humpback.models.choices import choice_token_ids
-from humpback.models.generation import EngineSpec
 from humpback.prompts import rating_messages
 from humpback.shardmap import key_seed, map_shards, pending_rows
+
+if TYPE_CHECKING:  # the model stack (torch) loads only where a curator runs, not for select@i
+    from humpback.models.generation import EngineSpec
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,8 @@ class GenerateScorer:
 
 def digit_token_ids(tok, prefix: str = "Score: ") -> list[int]:
     """Token ids that spell "1".."5" right after ``prefix`` (so the prompt can end with the prefix)."""
+    from humpback.models.choices import choice_token_ids
+
     return choice_token_ids(tok, prefix, [str(k) for k in SCORES])
 
 

@@ -113,6 +113,16 @@ class _MarkComplete(TrainerCallback):
             (Path(args.output_dir) / f"checkpoint-{state.global_step}" / COMPLETE).touch()
 
 
+class _NoFinalCheckpoint(TrainerCallback):
+    """Trainer checkpoints the last step (weights and optimiser state: 16 bytes per parameter) just
+    before :func:`train` saves the model itself; that write is pure cost, so it is skipped."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps:
+            control.should_save = False
+        return control
+
+
 def last_complete_checkpoint(work: Path) -> Path | None:
     """The newest checkpoint in ``work`` that was written completely; None if there is none."""
     done = [d for d in work.glob("checkpoint-*") if (d / COMPLETE).is_file() and d.name[11:].isdigit()]
@@ -178,7 +188,7 @@ def build_trainer(base_dir: str | Path, examples: list[dict], cfg: TrainConfig, 
         **cfg.sft,
     )
     return SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
-                      processing_class=tok, peft_config=peft_config, callbacks=[_MarkComplete()])
+                      processing_class=tok, peft_config=peft_config, callbacks=[_MarkComplete(), _NoFinalCheckpoint()])
 
 
 def train(base_dir: str | Path, examples: list[dict], cfg: TrainConfig, out_dir: str | Path,
