@@ -11,7 +11,7 @@ def _error(data) -> str:
 
 def test_defaults_are_valid():
     cfg = parse_config({})
-    assert cfg.corpus.min_chars == 600 and cfg.corpus.max_chars == 3000  # the paper's window
+    assert cfg.corpus.min_chars == 600 and cfg.corpus.max_chars == 1500  # the demo's; the paper's ends at 3,000
     assert cfg.model.trust_remote_code is False
 
 
@@ -40,7 +40,7 @@ def test_choice_lists_allowed_values():
 
 
 def test_cross_field_check():
-    assert "min_chars (4000) must not exceed max_chars (3000)" in _error({"corpus": {"min_chars": 4000}})
+    assert "min_chars (4000) must not exceed max_chars (1500)" in _error({"corpus": {"min_chars": 4000}})
 
 
 def test_unknown_source_type():

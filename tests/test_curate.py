@@ -17,6 +17,7 @@ from humpback.curate import (
     select,
 )
 from humpback.data.shards import shard_files, write_table_atomic
+from humpback.models.choices import common_prefix_length
 from humpback.models.generation import EngineSpec, encode_chats
 from humpback.prompts import rating_messages, read_template
 
@@ -166,3 +167,34 @@ def test_generate_scorer_survives_unparseable_ratings(tiny_model_dir, tmp_path):
     assert all(isinstance(r, str) for r in table["raw"].to_pylist())
     _, m = select(cands, tmp_path / "scores", _on_score(1))
     assert m["kept"] == 0 and m["unparseable"] == 4
+
+
+@pytest.mark.parametrize("seqs, expected", [
+    ([[1, 2, 3, 4], [1, 2, 3, 5, 6], [1, 2, 7]], 2),
+    ([[1, 2, 3], [1, 2, 3, 4]], 2),  # the shorter sequence keeps one token of its own
+    ([[5, 6], [7, 8]], 0),
+    ([[1, 2, 3]], 2),
+    ([], 0),
+])
+def test_common_prefix_length(seqs, expected):
+    assert common_prefix_length(seqs) == expected
+
+
+def test_shared_prompt_prefix_is_computed_once_with_the_same_probabilities(tiny_model_dir):
+    """The rating rubric opens every prompt: its cache is computed once and reused by every batch
+    (left padding between the prefix and each pair's tokens), with the probabilities of the plain
+    computation."""
+    reader = EngineSpec(tiny_model_dir, GenerationConfig(precision="fp32")).choice_reader(
+        [str(k) for k in range(1, 6)], LogitsScorer.PREFIX, batch_size=3)
+    tpl = read_template("rate")
+    convs = [rating_messages(f"Question {i}?", "An answer. " * (1 + 3 * i), tpl) for i in range(7)]
+    prefixes = []
+    make_cache = reader._prefix_cache
+    reader._prefix_cache = lambda ids: prefixes.append(len(ids)) or make_cache(ids)
+    reused = reader.probabilities(convs)
+    assert len(prefixes) == 1 and prefixes[0] > 300  # the rubric and the chat template's start
+    reader.reuse_prefix = False
+    plain = reader.probabilities(convs)
+    assert len(prefixes) == 1
+    for a, b in zip(reused, plain):
+        assert a == pytest.approx(b, abs=1e-5)

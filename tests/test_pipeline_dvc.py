@@ -16,7 +16,8 @@ ALL_STAGES = ("base_model", "seed", "raw", "corpus", "train_backward", "augment"
               "score@1", "select@1", "train@1", "score@2", "select@2", "train@2",
               "eval_set", "answer@m0", "answer@m1", "answer@m2", "evaluate@m0", "evaluate@m1", "evaluate@m2",
               "scaling", "report")
-TRAIN_RUNS = {"train backward", "train m0", "train m1", "train m2"}
+TRAIN_MODELS = ("backward", "m0", "m1", "m2")
+TRAIN_RUNS = {f"train {m}" for m in TRAIN_MODELS}
 
 
 _run = run_ok
@@ -162,22 +163,30 @@ def test_evaluation_writes_alpaca_eval_files_metrics_and_report(repo):
     # with_seed (smoke): the seed's training split plus N curated pairs, never the held-out pairs
     train_pairs = json.loads((dest / "metrics/seed.json").read_text())["pairs"]["train"]
     assert [p["examples"] for p in scaling["points"]] == [train_pairs + n for n in (2, 4, 8)]
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{dest / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("humpback")
+    runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
     report = json.loads((dest / "metrics/report.json").read_text())
     assert set(report["win_rate"]) == {"m0", "m1", "m2"} and report["reference"] == "m0"
     assert report["kept"]["iter1"] == json.loads((dest / "metrics/curate/iter1.json").read_text())["kept"]
     # m0 is the reference (nothing to judge); a random tiny judge cannot pass the reliability bar
     assert set(report["judge_reliable"]) <= {"m1", "m2"} and not any(report["judge_reliable"].values())
     assert set(report["judge_unreliable_because"]) == set(report["judge_reliable"])
-    for png in ("win_rate", "scores", "kept_by_threshold", "scaling"):
+    # held-out likelihood: every trained model and the base, each in its own direction
+    heldout = {m: json.loads((dest / f"metrics/train/{m}.json").read_text())["heldout"] for m in TRAIN_MODELS}
+    assert all(h["pairs"] == 8 and h["tokens"] > 0 and h["nll"] > 0 for h in heldout.values())
+    assert "nll_base" not in heldout["m1"] and "nll_base" not in heldout["m2"]  # M0 scored the base
+    assert report["heldout_nll"]["backward"] == {"base": heldout["backward"]["nll_base"], "backward": heldout["backward"]["nll"]}
+    assert report["heldout_nll"]["forward"] == {"base": heldout["m0"]["nll_base"],
+                                                **{m: heldout[m]["nll"] for m in ("m0", "m1", "m2")}}
+    assert runs["train m1"].data.metrics["humpback.heldout_nll"] == heldout["m1"]["nll"]
+    assert runs["report"].data.metrics["heldout_nll.forward.m2"] == heldout["m2"]["nll"]
+    for png in ("win_rate", "heldout_nll", "scores", "kept_by_threshold", "scaling"):
         assert (dest / f"plots/{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     shown = _run([str(BIN / "dvc"), "metrics", "show"], dest, env)
     assert "metrics/eval/m1.json" in shown and "win_rate" in shown
-
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{dest / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("humpback")
-    runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
     ev = runs["evaluate m1 vs m0"]
     assert ev.data.metrics["eval.win_rate"] == pytest.approx(judged["win_rate"])
     assert ev.data.params["judge"] == "hf" and ev.data.tags["dvc.stage"] == "evaluate@m1"

@@ -79,7 +79,7 @@ def test_profile_commands(tmp_path, monkeypatch):
     shown = runner.invoke(main, ["profile", "show", "paper"])
     assert "curate.scorer: 'logits' -> 'generate'" in shown.output
     applied = runner.invoke(main, ["profile", "apply", "smoke"])
-    assert applied.exit_code == 0 and "corpus.max_segments: 64 -> 24" in applied.output
+    assert applied.exit_code == 0 and "corpus.max_segments: 16 -> 24" in applied.output
     assert load_config("params.yaml").corpus.max_segments == 24
     missing = runner.invoke(main, ["profile", "apply", "nope"])
     assert missing.exit_code == 1 and "no profile 'nope'" in missing.output

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from humpback.config import ConfigError, PromptsConfig, TrainConfig, load_config
+from humpback.models.likelihood import encode_example, heldout_nll
 from humpback.models.training import backward_examples, build_trainer, effective_batch_size, forward_examples, train
 from humpback.prompts import read_template
 
@@ -42,6 +43,36 @@ def test_loss_only_on_response_tokens(tiny_model_dir, tmp_path):
     assert tok.decode(ids[:first]).endswith("<|im_start|>assistant\n")
 
 
+def test_heldout_nll_scores_the_tokens_training_scores(tiny_model_dir, tmp_path):
+    """Held-out likelihood reads the examples exactly as trl trains on them, and is the model's own
+    mean loss over the completion tokens, whatever the batching."""
+    from transformers import AutoModelForCausalLM
+
+    prompts = PromptsConfig()
+    examples = forward_examples(PAIRS, prompts.seed_tag, prompts)
+    trainer = build_trainer(tiny_model_dir, examples, TrainConfig(max_steps=1, **FAST), tmp_path, progress=False)
+    tok = trainer.processing_class
+    for example, row in zip(examples, trainer.train_dataset):
+        ids, n_prompt = encode_example(tok, example, 128)
+        assert ids == row["input_ids"]
+        assert [t != -100 for t in row["labels"]] == [i >= n_prompt for i in range(len(ids))]
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    losses, counts = [], []
+    with torch.inference_mode():
+        for example in examples:
+            ids, n_prompt = encode_example(tok, example, 128)
+            labels = torch.tensor([-100] * n_prompt + ids[n_prompt:])
+            losses.append(model(torch.tensor([ids]), labels=labels[None]).loss.item())
+            counts.append(len(ids) - max(n_prompt, 1))  # labels shift by one: the first token is never a target
+    expected = sum(loss * n for loss, n in zip(losses, counts)) / sum(counts)
+    one, three = heldout_nll(tiny_model_dir, examples, 128, batch_size=1), heldout_nll(tiny_model_dir, examples, 128, 3)
+    assert one["pairs"] == 4 and one["tokens"] == sum(counts)
+    assert one["nll"] == pytest.approx(expected, abs=1e-3) and three["nll"] == pytest.approx(one["nll"], abs=1e-3)
+    # a pair whose completion lies beyond max_length has nothing to score
+    prompt_len = encode_example(tok, examples[0], 128)[1]
+    assert heldout_nll(tiny_model_dir, examples[:1], prompt_len)["pairs"] == 0
+
+
 def test_backward_examples_reverse_the_pair():
     ex = backward_examples(PAIRS[:1], read_template("backward"))[0]
     assert "Paris is the capital of France." in ex["prompt"][0]["content"]
@@ -54,7 +85,7 @@ def test_tag_placement_system():
 
 
 def test_paper_batch_rule():
-    cfg = TrainConfig()
+    cfg = TrainConfig(small_data_batch_size=8)  # the paper's (the demo's default is 4)
     assert effective_batch_size(cfg, 2999) == 8 and effective_batch_size(cfg, 3000) == 32
 
 
@@ -161,6 +192,15 @@ def test_a_killed_training_resumes_to_the_weights_of_an_uninterrupted_run(tiny_m
     assert whole.keys() == resumed.keys()
     assert max((whole[k] - resumed[k]).abs().max().item() for k in whole) <= 1e-5
     assert not any(ckpt.iterdir()), "the checkpoints outlived the saved model"
+
+
+def test_the_last_step_is_not_checkpointed(tiny_model_dir, tmp_path):
+    """The model is saved right after the last step: Trainer's own checkpoint of it (weights and
+    optimiser state) would be written only to be deleted."""
+    trainer = build_trainer(tiny_model_dir, forward_examples(PAIRS, None, PromptsConfig()),
+                            TrainConfig(**dict(FAST, max_steps=2, checkpoint_steps=1)), tmp_path, progress=False)
+    trainer.train()
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-1"]
 
 
 def test_a_checkpoint_of_other_data_or_params_is_never_resumed(tiny_model_dir):

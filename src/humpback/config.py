@@ -74,7 +74,7 @@ class SeedConfig(_Section):
     oasst_splits: list[str] = ["train", "validation"]
     lang: str = "en"
     max_pairs: PositiveInt | None = None
-    heldout: NonNegInt = 16
+    heldout: NonNegInt = 4  # demo; the held-out likelihood of every model is computed on these
     split_seed: int = 0
 
 
@@ -195,11 +195,11 @@ class DedupConfig(_Section):
 class CorpusConfig(_Section):
     """Segments from the raw documents in data/raw: split at headers, filtered, deduplicated."""
 
-    max_segments: PositiveInt | None = 64  # demo cap; null = the whole corpus
+    max_segments: PositiveInt | None = 16  # demo cap; null = the whole corpus
     max_segments_per_document: PositiveInt | None = 2  # demo: spread the cap over many documents
     shard_size: PositiveInt = 16  # demo; at scale about 10,000 segments per shard
     min_chars: PositiveInt = 600
-    max_chars: PositiveInt = 3000
+    max_chars: PositiveInt = 1500  # demo; the paper: 3,000
     allow_headerless: bool = False
     header: HeaderFilter = HeaderFilter()
     repetition: RepetitionFilter = RepetitionFilter()
@@ -304,14 +304,14 @@ class TrainConfig(_Section):
     learning_rate: Annotated[float, Field(gt=0)] = 5e-5  # demo (5 steps); the paper: 1e-5
     final_learning_rate: Annotated[float, Field(ge=0)] = 4.5e-5  # linear decay to this (the paper: 9e-6)
     weight_decay: Annotated[float, Field(ge=0)] = 0.1
-    dropout: Fraction = 0.1
+    dropout: Fraction = 0.0  # demo (CPU attention with dropout leaves its fused kernel); the paper: 0.1
     batch_size: PositiveInt = 32  # global: micro batch x gradient accumulation x processes
-    small_data_batch_size: PositiveInt = 8  # the paper: 8 when fine-tuning on fewer than 3,000 examples
+    small_data_batch_size: PositiveInt = 4  # demo; the paper: 8 when fine-tuning on fewer than 3,000 examples
     small_data_threshold: NonNegInt = 3000
-    micro_batch_size: PositiveInt = 8  # per forward pass and process; the rest is gradient accumulation
+    micro_batch_size: PositiveInt = 4  # per forward pass and process; the rest is gradient accumulation
     epochs: Annotated[float, Field(gt=0)] = 1.0
-    max_steps: PositiveInt | None = 5  # demo; overrides epochs (the paper: null, train for `epochs`)
-    max_length: PositiveInt = 384  # tokens per example, longer ones are truncated (demo; paper profile: 2048)
+    max_steps: PositiveInt | None = 2  # demo; overrides epochs (the paper: null, train for `epochs`)
+    max_length: PositiveInt = 256  # tokens per example, longer ones are truncated (demo; paper profile: 2048)
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     save_dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
     seed: int = 0
@@ -401,7 +401,7 @@ class VLLMConfig(_Section):
 
 
 class AugmentConfig(_Section):
-    generation: GenerationConfig = GenerationConfig()
+    generation: GenerationConfig = GenerationConfig(max_new_tokens=48, batch_size=16)  # demo: one batch
     max_instruction_chars: PositiveInt = 2000  # longer generations are cut (and counted)
 
 
@@ -443,7 +443,7 @@ class EvalSetConfig(_Section):
     hub_file: str = "alpaca_eval.json"  # AlpacaEval 1.0: text-davinci-003 references (the paper's)
     instruction_column: str = "instruction"
     reference_column: str | None = "output"  # absent or null: no reference outputs in the set
-    max_prompts: PositiveInt | None = None  # the first n prompts (a quick look; null = all)
+    max_prompts: PositiveInt | None = 16  # the first n prompts (demo; null = all)
 
     @model_validator(mode="after")
     def _where(self) -> "EvalSetConfig":
@@ -472,7 +472,7 @@ class JudgeConfig(_Section):
     kind: Literal["hf", "vllm", "openai"] = "hf"
     model: str = "models/base"  # hf, vllm: a model folder (a DVC dependency of evaluate)
     template: str | None = None  # null = src/humpback/prompts/judge.txt; {instruction} {output_a} {output_b}
-    batch_size: PositiveInt = 4
+    batch_size: PositiveInt = 8
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     max_input_tokens: PositiveInt = 2048
     openai: OpenAIJudgeConfig = OpenAIJudgeConfig()
@@ -486,13 +486,13 @@ class JudgeConfig(_Section):
 class EvaluateConfig(_Section):
     set: EvalSetConfig = EvalSetConfig()
     # The models that answer the eval set and are judged (answer@m, evaluate@m): base, m0, m1, ...
-    models: list[str] = ["m0", "m1", "m2"]
+    models: list[str] = ["m0", "m2"]  # demo: the reference and the last model
     # What every model is compared with: one of `models`, or `dataset` (the set's reference outputs,
     # e.g. text-davinci-003 for AlpacaEval 1.0). The paper's question: does M_i beat seed-only M0?
     reference: str = "m0"
     # The paper's best inference prompt (Table 8): both tags. Placed as prompts.tag_placement says.
     inference_tag: str | None = "Answer in the style of an AI Assistant. Answer with knowledge from web search."
-    generation: GenerationConfig = GenerationConfig(max_new_tokens=96)  # demo: short answers
+    generation: GenerationConfig = GenerationConfig(max_new_tokens=48, batch_size=16)  # demo: short answers
     judge: JudgeConfig = JudgeConfig()
     lc_splits: Annotated[int, Field(ge=2)] = 5  # cross-validation folds of the length-controlled GLM
     # Optional CSV of per-prompt difficulty (AlpacaEval's instruction_difficulty.csv: prompt index,
