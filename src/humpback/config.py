@@ -311,7 +311,7 @@ class TrainConfig(_Section):
     micro_batch_size: PositiveInt = 4  # per forward pass and process; the rest is gradient accumulation
     epochs: Annotated[float, Field(gt=0)] = 1.0
     max_steps: PositiveInt | None = 2  # demo; overrides epochs (the paper: null, train for `epochs`)
-    max_length: PositiveInt = 256  # tokens per example, longer ones are truncated (demo; paper profile: 2048)
+    max_length: PositiveInt = 320  # tokens per example, longer ones are truncated (demo; paper profile: 2048)
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     save_dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
     seed: int = 0
@@ -443,7 +443,7 @@ class EvalSetConfig(_Section):
     hub_file: str = "alpaca_eval.json"  # AlpacaEval 1.0: text-davinci-003 references (the paper's)
     instruction_column: str = "instruction"
     reference_column: str | None = "output"  # absent or null: no reference outputs in the set
-    max_prompts: PositiveInt | None = 16  # the first n prompts (demo; null = all)
+    max_prompts: PositiveInt | None = 12  # the first n prompts (demo; null = all)
 
     @model_validator(mode="after")
     def _where(self) -> "EvalSetConfig":
