@@ -131,3 +131,17 @@ def test_not_output_deps_stay_what_their_reason_says():
     assert all(isinstance(n, (ast.Assign, ast.Expr)) for n in tree.body), "humpback/__init__.py does more than name a version"
     tracking = (ROOT / "src/humpback/tracking.py").read_text()
     assert "write_json" not in tracking and "write_table" not in tracking
+
+
+@pytest.mark.parametrize("script", ["select_pairs", "scaling", "report"])
+def test_stages_without_a_model_do_not_import_the_model_stack(script):
+    """Every stage pays its imports (torch alone is 2-3 s on 2 cores): the stages that run no model
+    (select@i, a disabled scaling, report) must not load torch or transformers just to start."""
+    import subprocess
+    import sys
+
+    code = (f"import sys; sys.path.insert(0, 'pipeline'); import {script}; "
+            "print(sorted(m for m in ('torch', 'transformers', 'trl') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
