@@ -113,7 +113,11 @@ def main(params_path, role, name, base, seed_data, curated, curator, out, metric
 def _heldout_quality(cfg, held_out, seed_data, base, out, name) -> dict:
     """NLL per target token of the held-out seed pairs, under the base model and the trained one,
     in the format this model trained on (lower is better; `nll_gain` = base - trained)."""
-    pairs = pq.read_table(f"{seed_data}/heldout.parquet", columns=["instruction", "response"]).to_pylist()
+    path = Path(seed_data) / "heldout.parquet"
+    if not path.is_file():  # a seed folder not written by the seed stage
+        log.warning("%s: %s does not exist: no held-out likelihood", name, path)
+        return {"pairs": 0}
+    pairs = pq.read_table(path, columns=["instruction", "response"]).to_pylist()
     if not pairs:
         log.warning("%s: no held-out seed pairs (seed.heldout: 0): no held-out likelihood", name)
         return {"pairs": 0}
