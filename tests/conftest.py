@@ -60,7 +60,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_ui(root: Path, env: dict[str, str], timeout_s: float = 120):
+def start_ui(root: Path, env: dict[str, str], timeout_s: float = 120, preexec_fn=None):
     """`humpback ui` on a free loopback port in ``root``; returns (process, server URL, the URL it
     printed for the user) once /health answers."""
     import re
@@ -69,7 +69,7 @@ def start_ui(root: Path, env: dict[str, str], timeout_s: float = 120):
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "humpback.cli", "ui", "--port", str(port)], cwd=root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=preexec_fn)
     url = f"http://127.0.0.1:{port}"
     printed = None
     for _ in range(50):  # warnings may come first (stderr shares the pipe)

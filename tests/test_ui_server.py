@@ -35,8 +35,15 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_stopping_ui_stops_the_mlflow_server_and_its_workers(tmp_path, sig):
+def _ignore_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# the last case: started with SIGINT ignored (a script's background job, a test runner that ignores
+# it), where Python installs no Ctrl-C handler of its own; `humpback ui` must still stop on SIGINT
+@pytest.mark.parametrize("sig, preexec", [(signal.SIGTERM, None), (signal.SIGINT, None),
+                                          (signal.SIGINT, _ignore_sigint)])
+def test_stopping_ui_stops_the_mlflow_server_and_its_workers(tmp_path, sig, preexec):
     from humpback import tracking
 
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "DVC_ROOT": str(tmp_path)}
@@ -47,7 +54,7 @@ def test_stopping_ui_stops_the_mlflow_server_and_its_workers(tmp_path, sig):
     finally:
         os.environ.clear()
         os.environ.update(old)
-    proc, url, printed = start_ui(tmp_path, env)
+    proc, url, printed = start_ui(tmp_path, env, preexec_fn=preexec)
     assert printed == f"{url}/#/experiments/{exp_id}/runs"  # lands on the runs, not MLflow's GenAI overview
     (server,) = _children(proc.pid)
     pgid = os.getpgid(server)

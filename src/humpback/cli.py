@@ -444,7 +444,9 @@ def _serve(cmd: list[str], env: dict) -> int:
         raise KeyboardInterrupt
 
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    # SIGINT too: a process started with SIGINT ignored (a background job of a script, a test runner
+    # that ignores it) would otherwise never see Ctrl-C, and Python installs no handler of its own then
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         return proc.wait()
     except KeyboardInterrupt:
