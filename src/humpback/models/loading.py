@@ -7,8 +7,11 @@ is the only place that knows about GGUF or tiny random models.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata as md
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -126,8 +129,41 @@ def tiny_random_model(tok, spec: TinyRandom):
     return LlamaForCausalLM(config)
 
 
+@contextmanager
+def _gguf_parsed_once() -> Iterator[None]:
+    """transformers parses a GGUF file's metadata three times (tokenizer, config, weights) and builds
+    gguf's tensor-name table once per submodule (~400 times for the demo model): together a third of
+    the base_model stage. Within this context each is built once; both are read-only (the reader's
+    tensors are memory maps), so sharing them changes nothing else."""
+    try:
+        import gguf
+    except ImportError:  # transformers names the missing package itself
+        yield
+        return
+    original, original_name_map, readers = gguf.GGUFReader, gguf.get_tensor_name_map, {}
+
+    def shared_reader(path, mode="r"):
+        key = (str(Path(path).resolve()), mode)
+        if key not in readers:
+            readers[key] = original(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader, gguf.get_tensor_name_map = shared_reader, functools.lru_cache(original_name_map)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = original, original_name_map
+
+
 def load_base_model(cfg: ModelConfig):
     """(model, tokenizer) for ``cfg``; a GGUF model is rebuilt as a plain transformers model."""
+    if cfg.source == "gguf_package":
+        with _gguf_parsed_once():
+            return _load_base_model(cfg)
+    return _load_base_model(cfg)
+
+
+def _load_base_model(cfg: ModelConfig):
     from transformers import AutoModelForCausalLM
 
     tok = load_tokenizer(cfg)
@@ -163,7 +199,10 @@ def save_checkpoint(model, tok, out_dir: str | Path, dtype: str = "float32", sta
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if state_dict is None:
-        model = model.to(DTYPES[dtype])
+        # parameters only: buffers a model computes at init (rotary frequencies) stay as a fresh load
+        # makes them, so the model in memory scores exactly as the saved one loads
+        for param in model.parameters():
+            param.data = param.data.to(DTYPES[dtype])
     else:
         state_dict = {k: v.to(DTYPES[dtype]) if v.is_floating_point() else v for k, v in state_dict.items()}
     model.config.dtype = DTYPES[dtype]

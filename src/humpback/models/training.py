@@ -81,6 +81,9 @@ class TrainResult:
     precision: str = "fp32"
     resumed_from_step: int | None = None
     processes: int = 1
+    # (model, tokenizer) as saved, for scoring without loading it again; None where the weights were
+    # sharded across processes (FSDP, ZeRO-3): the saved directory is the whole model then
+    saved: tuple | None = field(default=None, repr=False)
 
 
 def run_key(base_dir: str | Path, examples: list[dict], cfg: TrainConfig) -> str:
@@ -219,12 +222,14 @@ def train(base_dir: str | Path, examples: list[dict], cfg: TrainConfig, out_dir:
         # under FSDP / ZeRO-3 the weights are sharded: every process takes part in gathering them
         sharded = acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
         state = acc.get_state_dict(trainer.model) if sharded and cfg.method == "full" else None
+        saved = None
         if acc.is_main_process:
             model = acc.unwrap_model(trainer.model)
             if cfg.method == "lora":
                 model = model.merge_and_unload()  # plain weights: loadable without peft
             shutil.rmtree(out_dir, ignore_errors=True)
             save_checkpoint(model, trainer.processing_class, out_dir, cfg.save_dtype, state_dict=state)
+            saved = (model, trainer.processing_class) if state is None else None
         acc.wait_for_everyone()
     except BaseException:
         if not keep:
@@ -245,5 +250,5 @@ def train(base_dir: str | Path, examples: list[dict], cfg: TrainConfig, out_dir:
         prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
         final_loss=history[-1][1] if history else float("nan"), loss_history=history,
         precision="bf16" if trainer.args.bf16 else "fp32",
-        resumed_from_step=int(resume.name[11:]) if resume else None, processes=acc.num_processes,
+        resumed_from_step=int(resume.name[11:]) if resume else None, processes=acc.num_processes, saved=saved,
     )
