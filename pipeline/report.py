@@ -4,8 +4,9 @@
     dvc repro report
     dvc plots show            # or open plots/*.png; `dvc plots diff` compares experiments
 
-Reads metrics/eval/<m>.json, metrics/train/<m>.json, metrics/curate/iter<i>.json and
-iter<i>_thresholds.csv, and metrics/scaling.json. Writes plots/win_rate.png (win rate ± s.e. and LC
+Reads metrics/eval/<m>.json, metrics/train/<m>.json, metrics/score/iter<i>.json (the curator
+check's ROC AUC: `curator_auc` per iteration), metrics/curate/iter<i>.json and iter<i>_thresholds.csv,
+and metrics/scaling.json. Writes plots/win_rate.png (win rate ± s.e. and LC
 win rate per model), plots/heldout_nll.png (held-out NLL per token of the base model, M_yx and M0..Mn),
 plots/scores.png (score histogram per curator), plots/kept_by_threshold.png (|A_k| per threshold and
 iteration), plots/scaling.png (when the scaling stage ran), metrics/report.json and
@@ -50,6 +51,8 @@ def main(params_path, metrics_dir, plots_dir, out):
                 mlflow.log_metric(f"win_rate.{model}", value)
         for key, value in summary["kept"].items():
             mlflow.log_metric(f"kept.{key}", value)
+        for key, value in summary.get("curator_auc", {}).items():
+            mlflow.log_metric(f"curator_auc.{key}", value)
         for direction, values in summary.get("heldout_nll", {}).items():
             for model, value in values.items():
                 mlflow.log_metric(f"heldout_nll.{direction}.{model}", value)
@@ -60,8 +63,9 @@ def main(params_path, metrics_dir, plots_dir, out):
         mlflow.log_artifact(out)
     for model, why in summary["judge_unreliable_because"].items():
         log.warning("report: the win rate of %s is not a measurement, its judge fails the bar: %s", model, why)
-    log.info("report: win rates %s (vs %s), kept %s; plots: %s", summary["win_rate"], summary["reference"],
-             summary["kept"], ", ".join(p.name for p in plots))
+    log.info("report: win rates %s (vs %s), kept %s, curator AUC %s; plots: %s", summary["win_rate"],
+             summary["reference"], summary["kept"], summary.get("curator_auc", "not measured"),
+             ", ".join(p.name for p in plots))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@ depend on the threshold (selection does), so a threshold sweep never re-scores. 
 resumable per candidate shard, like augmentation. Writes data/scores/iter<i>/*.parquet (candidate id,
 iteration, curator digest, scorer, score 1..5 or null, expected score, probabilities, raw rating,
 parse error) and metrics/score/iter<i>.json (counts per score, unparseable ratings by reason).
+With `curate.negatives` > 0 the curator also rates negative pairs made from the candidates (another
+candidate's segment; the segment cut mid-way; kept in _curator_check-<key>.parquet beside the
+shards) and `curator_check` reports the ROC AUC of real against negative pairs: 0.5 means the
+curator cannot tell a matched pair from a broken one.
 """
 
 import logging
@@ -47,15 +51,23 @@ def main(params_path, iteration, curator, candidates, out, metrics_path, progres
         report = score_candidates(candidates, out, iteration, spec, cfg, template, dir_digest(curator),
                                   progress=progress)
         metrics = {"iteration": iteration, "curator": curator, "scorer": cfg.scorer, **report.metrics()}
+        check = {f"curator_check.{k}": v for k, v in (report.check or {}).items() if isinstance(v, (int, float))}
         mlflow.log_metrics({f"score_{k}": v for k, v in metrics["scores"].items()} | report.run_stats()
-                           | {"pairs": report.pairs, "unparseable": metrics["unparseable"]})
-        tracking.log_to_parent({f"iter{iteration}.score5_share": metrics["scores"]["5"] / max(report.pairs, 1)})
+                           | {"pairs": report.pairs, "unparseable": metrics["unparseable"]} | check)
+        tracking.log_to_parent({f"iter{iteration}.score5_share": metrics["scores"]["5"] / max(report.pairs, 1)}
+                               | {f"iter{iteration}.curator_auc": (report.check or {}).get("auc")})
     write_json(metrics_path or f"metrics/score/iter{iteration}.json", metrics)
     if metrics["unparseable"]:
         log.warning("%d ratings had no parseable score (%s); they count as unscored",
                     metrics["unparseable"], metrics["unparseable_reasons"])
     log.info("score@%d by %s (%s): %d pairs, scores %s; %d shards scored, %d reused", iteration, curator, cfg.scorer,
              report.pairs, metrics["scores"], report.shards_generated, report.shards_reused)
+    if report.check:
+        c = report.check
+        log.info("score@%d curator check: ROC AUC %s of real pairs against %d negatives (other response %s, "
+                 "truncated %s; 0.5 = cannot tell them apart), mean %s %s vs %s%s", iteration, c["auc"],
+                 c["negatives"], c["auc_other_response"], c["auc_truncated_response"], c["compared"],
+                 c.get("mean_real"), c.get("mean_negative"), " (reused)" if report.check_reused else "")
 
 
 if __name__ == "__main__":

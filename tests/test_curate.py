@@ -10,8 +10,11 @@ from humpback.config import CurateConfig, GenerationConfig
 from humpback.curate import (
     SCORE_SCHEMA,
     LogitsScorer,
+    check_metrics,
+    cut_mid_way,
     digit_token_ids,
     histogram_rows,
+    negative_pairs,
     parse_score,
     score_candidates,
     select,
@@ -98,14 +101,71 @@ def test_score_candidates_incremental(tmp_path, tiny_model_dir):
     spec = CountingSpec(tiny_model_dir, GenerationConfig(precision="fp32"))
     report = score_candidates(cands, tmp_path / "scores", 1, spec, cfg, read_template("rate"), "cur", progress=False)
     assert report.pairs == 6 and sum(report.counts.values()) == 6 and report.shards_generated == 2
+    assert report.check["negatives"] == 8 and report.check["candidates_sampled"] == 4
     table = pa.concat_tables(pq.read_table(p) for p in shard_files(tmp_path / "scores"))
     assert table.schema.equals(SCORE_SCHEMA) and set(table["iteration"].to_pylist()) == {1}
     assert all(json.loads(r) for r in table["raw"].to_pylist())
     again = score_candidates(cands, tmp_path / "scores", 1, spec, cfg, read_template("rate"), "cur", progress=False)
     assert again.shards_reused == 2 and len(made) == 1  # nothing rescored, the model not even loaded
+    assert again.check_reused and again.check == report.check
     other = score_candidates(cands, tmp_path / "scores", 1, spec, cfg, read_template("rate"), "new-curator",
                              progress=False)
-    assert other.shards_generated == 2 and other.files_removed == 2  # a new curator rescores everything
+    # a new curator rescores everything, the curator check included
+    assert other.shards_generated == 2 and other.files_removed == 3 and not other.check_reused
+
+
+def test_negative_pairs_are_seeded_and_broken_in_two_ways():
+    cands = [{"id": f"c{i}", "instruction": f"Question {i}?", "text": f"Answer {i} " + "word " * (10 + i)}
+             for i in range(6)]
+    pairs = negative_pairs(cands, 3, seed=7)
+    assert pairs == negative_pairs(cands[::-1], 3, seed=7)  # the draw depends on ids and seed, not order
+    assert pairs != negative_pairs(cands, 3, seed=8)
+    assert [p["kind"] for p in pairs] == ["other_response", "truncated_response"] * 3
+    by_id = {c["id"]: c for c in cands}
+    for p in pairs:
+        own = by_id[p["id"]]
+        assert p["instruction"] == own["instruction"]
+        if p["kind"] == "other_response":
+            assert p["text"] != own["text"] and p["text"] in {c["text"] for c in cands}
+        else:
+            assert own["text"].startswith(p["text"]) and len(p["text"]) <= len(own["text"]) // 2
+    assert negative_pairs(cands[:1], 3, 0) == [] and negative_pairs(cands, 0, 0) == []
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("one two three four", "one two"), ("abcdefgh", "abcd"), ("line one\nline two", "line one"), ("", "")])
+def test_cut_mid_way_ends_on_a_word(text, expected):
+    assert cut_mid_way(text) == expected
+
+
+def test_check_metrics_is_the_roc_auc_of_real_against_negative_pairs():
+    neg = [{"kind": "other_response", "score": 1}, {"kind": "truncated_response", "score": 4},
+           {"kind": "other_response", "score": None}]
+    m = check_metrics([5, 4, 3], neg, "score")
+    # real > 1 three times; against 4: one win (5), one tie (4), one loss (3) -> (3 + 1.5) / 6
+    assert m["auc"] == 0.75 and m["auc_other_response"] == 1.0 and m["auc_truncated_response"] == 0.5
+    assert m["negatives"] == 3 and m["unparseable_negatives"] == 1
+    assert m["mean_real"] == 4.0 and m["mean_negative"] == 2.5 and m["score_gap"] == 1.5
+    assert check_metrics([], neg, "score")["auc"] is None
+
+
+def test_curator_check_sits_beside_the_shards_and_selection_ignores_it(tmp_path, tiny_model_dir):
+    cands = _candidates(tmp_path)
+    spec = EngineSpec(tiny_model_dir, GenerationConfig(precision="fp32"))
+    cfg = CurateConfig(scorer="logits", batch_size=8, negatives=3, sample_seed=1)
+    report = score_candidates(cands, tmp_path / "scores", 1, spec, cfg, read_template("rate"), "cur", progress=False)
+    [check] = (tmp_path / "scores").glob("_curator_check-*.parquet")
+    rows = pq.read_table(check).to_pylist()
+    assert len(rows) == 6 and all(r["expected_score"] is not None for r in rows)
+    c = report.check
+    assert c["negatives"] == 6 and c["compared"] == "expected_score" and 0 <= c["auc"] <= 1
+    assert c["mean_real"] - c["mean_negative"] == pytest.approx(c["score_gap"], abs=1e-3)
+    table, m = select(cands, tmp_path / "scores", CurateConfig(threshold=1.0))
+    assert m["pairs"] == 6 and table.num_rows == 6  # the negatives are not candidates
+    off = score_candidates(cands, tmp_path / "off", 1, spec, CurateConfig(negatives=0), read_template("rate"), "cur",
+                           progress=False)
+    assert off.check is None and "curator_check" not in off.metrics()
+    assert not list((tmp_path / "off").glob("_curator_check-*"))
 
 
 def _scores(tmp_path, scores):

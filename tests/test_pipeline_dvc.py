@@ -183,6 +183,15 @@ def test_evaluation_writes_alpaca_eval_files_metrics_and_report(repo):
                                                 **{m: heldout[m]["nll"] for m in ("m0", "m1", "m2")}}
     assert runs["train m1"].data.metrics["humpback.heldout_nll"] == heldout["m1"]["nll"]
     assert runs["report"].data.metrics["heldout_nll.forward.m2"] == heldout["m2"]["nll"]
+    # the curator check of every score@i: in its metrics, the report, the score run and the parent run
+    for i in (1, 2):
+        check = json.loads((dest / f"metrics/score/iter{i}.json").read_text())["curator_check"]
+        assert check["negatives"] == 2 * check["candidates_sampled"] > 0 and 0 <= check["auc"] <= 1
+        assert report["curator_auc"][f"iter{i}"] == check["auc"]
+        assert runs[f"score iter{i}"].data.metrics["curator_check.auc"] == pytest.approx(check["auc"])
+        assert len(list((dest / f"data/scores/iter{i}").glob("_curator_check-*.parquet"))) == 1
+    assert runs["report"].data.metrics["curator_auc.iter2"] == pytest.approx(report["curator_auc"]["iter2"])
+    assert runs["dvc repro"].data.metrics["iter1.curator_auc"] == pytest.approx(report["curator_auc"]["iter1"])
     for png in ("win_rate", "heldout_nll", "scores", "kept_by_threshold", "scaling"):
         assert (dest / f"plots/{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     shown = _run([str(BIN / "dvc"), "metrics", "show"], dest, env)

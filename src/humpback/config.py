@@ -420,6 +420,11 @@ class CurateConfig(_Section):
     use_expected_score: bool = True
     max_selected: PositiveInt | None = None  # optional cap, drawn in a seeded order
     sample_seed: int = 0
+    # Curator check in every score@i: this many candidates (drawn with sample_seed) each give two
+    # negative pairs (another candidate's segment; its own segment cut mid-way), rated like the
+    # candidates; metrics/score/iter<i>.json reports the ROC AUC of real against negative pairs.
+    # 0 turns it off. demo: 4 (8 extra ratings); the paper profile: 100
+    negatives: NonNegInt = 4
 
     @model_validator(mode="after")
     def _threshold(self) -> "CurateConfig":

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from humpback.config import CurateConfig
+from humpback.data.shards import write_table_atomic
 from humpback.prompts import rating_messages
 from humpback.shardmap import key_seed, map_shards, pending_rows
 
@@ -114,6 +115,77 @@ def make_scorer(cfg: CurateConfig, spec: EngineSpec):
     return LogitsScorer(spec, cfg.batch_size) if cfg.scorer == "logits" else GenerateScorer(spec)
 
 
+def seeded_order(rows: list[dict], seed: int) -> list[dict]:
+    """``rows`` in an order fixed by ``seed`` and each row's id alone (not by input order)."""
+    return sorted(rows, key=lambda r: hashlib.sha256(f"{seed}:{r['id']}".encode()).hexdigest())
+
+
+# ---------------------------------------------------------------------------------- curator check
+# Does the curator tell a matched pair from a broken one? Beside the candidates it rates negative
+# pairs made from the same pool: a sampled candidate's instruction with the next sampled candidate's
+# segment (another text), and with its own segment cut off mid-way. The ROC AUC of real against
+# negative pairs is 0.5 for a curator that cannot tell them apart and 1.0 for one that always can.
+NEGATIVE_KINDS = ("other_response", "truncated_response")
+CHECK_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),  # the candidate whose instruction is used
+        pa.field("kind", pa.string(), nullable=False),  # other_response | truncated_response
+        pa.field("instruction", pa.string(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("score", pa.int8()),
+        pa.field("expected_score", pa.float32()),
+        pa.field("parse_error", pa.string()),
+    ]
+)
+
+
+def cut_mid_way(text: str) -> str:
+    """The first half of ``text``, ended at the last whitespace before the middle (no split word)."""
+    half = len(text) // 2
+    cut = max(text.rfind(" ", 0, half + 1), text.rfind("\n", 0, half + 1))
+    return text[: cut if cut > 0 else half].rstrip()
+
+
+def negative_pairs(candidates: list[dict], n: int, seed: int) -> list[dict]:
+    """Two negative pairs for each of ``n`` candidates drawn in a seeded order (see above); none
+    with fewer than two candidates, where no other segment exists."""
+    sample = seeded_order(candidates, seed)[:n]
+    if len(sample) < 2:
+        return []
+    pairs = []
+    for i, c in enumerate(sample):
+        other = sample[(i + 1) % len(sample)]
+        pairs.append({"id": c["id"], "kind": "other_response", "instruction": c["instruction"], "text": other["text"]})
+        pairs.append({"id": c["id"], "kind": "truncated_response", "instruction": c["instruction"],
+                      "text": cut_mid_way(c["text"])})
+    return pairs
+
+
+def roc_auc(real: list[float], negative: list[float]) -> float | None:
+    """P(a real pair scores above a negative one), ties counting half: scikit-learn's ROC AUC."""
+    if not real or not negative:
+        return None
+    from sklearn.metrics import roc_auc_score
+
+    return round(float(roc_auc_score([1] * len(real) + [0] * len(negative), real + negative)), 4)
+
+
+def check_metrics(real: list[float], negatives: list[dict], value: str) -> dict:
+    """AUC (all negatives and per kind), mean scores and their gap; ``value`` names the compared
+    score (the expected score of the logits scorer, else the parsed score). Unparseable ratings
+    are counted and left out."""
+    neg = [r for r in negatives if r[value] is not None]
+    out = {"negatives": len(negatives), "unparseable_negatives": len(negatives) - len(neg), "compared": value,
+           "auc": roc_auc(real, [r[value] for r in neg])}
+    for kind in NEGATIVE_KINDS:
+        out[f"auc_{kind}"] = roc_auc(real, [r[value] for r in neg if r["kind"] == kind])
+    if real and neg:
+        out["mean_real"] = round(sum(real) / len(real), 4)
+        out["mean_negative"] = round(sum(r[value] for r in neg) / len(neg), 4)
+        out["score_gap"] = round(out["mean_real"] - out["mean_negative"], 4)
+    return out
+
+
 # ---------------------------------------------------------------------------------------- score@i
 @dataclass
 class ScoreReport:
@@ -124,14 +196,19 @@ class ScoreReport:
     shards_reused: int = 0
     files_removed: int = 0
     shards_replaced_broken: int = 0
+    check: dict | None = None  # the curator check's numbers; None when curate.negatives is 0
+    check_reused: bool = False
 
     def metrics(self) -> dict:
-        return {
+        out = {
             "pairs": self.pairs,
             "scores": {str(k): self.counts.get(k, 0) for k in SCORES},
             "unparseable": sum(self.unparseable.values()),
             "unparseable_reasons": dict(sorted(self.unparseable.items())),
         }
+        if self.check is not None:
+            out["curator_check"] = self.check
+        return out
 
     def run_stats(self) -> dict:
         """How this run went: for the log and MLflow, never for DVC-tracked metrics."""
@@ -158,17 +235,67 @@ def score_candidates(candidates_dir: str | Path, out_dir: str | Path, iteration:
             [{"id": p["id"], "iteration": iteration, "curator": curator_digest, "scorer": cfg.scorer, **r}
              for p, r in zip(pairs, rows)], schema=SCORE_SCHEMA)
 
-    result = map_shards(candidates_dir, out_dir, settings, work, setup=lambda: scorer.append(make_scorer(cfg, spec)),
-                        on_done=lambda out: log.info("wrote %s", out.name))
+    def load_scorer() -> None:
+        if not scorer:
+            scorer.append(make_scorer(cfg, spec))
+
+    negatives, check_file = [], None
+    if cfg.negatives:
+        negatives = negative_pairs(_sampled_candidates(candidates_dir, cfg.negatives, cfg.sample_seed),
+                                   cfg.negatives, cfg.sample_seed)
+        blob = json.dumps([settings, negatives], sort_keys=True, default=str).encode()
+        check_file = Path(out_dir) / f"_curator_check-{hashlib.sha256(blob).hexdigest()[:12]}.parquet"
+    result = map_shards(candidates_dir, out_dir, settings, work, setup=load_scorer,
+                        on_done=lambda out: log.info("wrote %s", out.name),
+                        keep={check_file.name} if check_file else ())
     bar.close()
     report = ScoreReport(shards_generated=result.generated, shards_reused=result.reused,
                          files_removed=result.removed, shards_replaced_broken=result.replaced_broken)
+    value = "expected_score" if cfg.scorer == "logits" else "score"
+    real = []
     for out in result.outputs:
-        t = pq.read_table(out, columns=["score", "parse_error"])
+        t = pq.read_table(out, columns=["score", "expected_score", "parse_error"])
         report.pairs += t.num_rows
         report.counts.update(s for s in t["score"].to_pylist() if s is not None)
         report.unparseable.update(e for e in t["parse_error"].to_pylist() if e is not None)
+        real += [v for v in t[value].to_pylist() if v is not None]
+    if check_file is not None:
+        report.check_reused = check_file.exists()
+        if not report.check_reused:
+            write_table_atomic(_score_negatives(negatives, scorer, load_scorer, template, settings, progress),
+                               check_file)
+        report.check = {"candidates_sampled": min(cfg.negatives, len(negatives) // 2),
+                        **check_metrics(real, pq.read_table(check_file).to_pylist(), value)}
     return report
+
+
+def _sampled_candidates(candidates_dir: str | Path, n: int, seed: int) -> list[dict]:
+    """The first ``n`` candidates in the seeded order, reading every shard's ids but only the
+    sampled rows' texts (memory stays flat at any pool size)."""
+    import pyarrow.compute as pc
+
+    from humpback.data.shards import read_shards, read_table
+
+    chosen = pa.array([r["id"] for r in seeded_order(read_table(candidates_dir, ["id"]).to_pylist(), seed)[:n]],
+                      pa.string())
+    return [row for shard in read_shards(candidates_dir, ["id", "instruction", "text"])
+            for row in shard.filter(pc.is_in(shard["id"], value_set=chosen)).to_pylist()]
+
+
+def _score_negatives(negatives: list[dict], scorer: list, load_scorer, template: str, settings: dict,
+                     progress: bool) -> pa.Table:
+    from tqdm.auto import tqdm
+
+    if not negatives:
+        return CHECK_SCHEMA.empty_table()
+    load_scorer()
+    convs = [rating_messages(p["instruction"], p["text"], template) for p in negatives]
+    seed = key_seed(hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest())
+    with tqdm(total=len(negatives), desc="curator check", unit="pair", disable=not progress, mininterval=1.0) as bar:
+        rows = scorer[0].score(convs, seed, bar.update)
+    return pa.Table.from_pylist([{**p, "score": r["score"], "expected_score": r["expected_score"],
+                                  "parse_error": r["parse_error"]} for p, r in zip(negatives, rows)],
+                                schema=CHECK_SCHEMA)
 
 
 # --------------------------------------------------------------------------------------- select@i
@@ -199,7 +326,7 @@ def select(candidates_dir: str | Path, scores_dir: str | Path, cfg: CurateConfig
     kept = [s for s in scores if s[key] is not None and s[key] >= cfg.threshold]
     eligible = len(kept)
     if cfg.max_selected is not None and len(kept) > cfg.max_selected:
-        kept = sorted(kept, key=lambda s: hashlib.sha256(f"{cfg.sample_seed}:{s['id']}".encode()).hexdigest())
+        kept = seeded_order(kept, cfg.sample_seed)
         kept = sorted(kept[: cfg.max_selected], key=lambda s: s["id"])
     rows = [{"id": s["id"], "instruction": cands[s["id"]]["instruction"], "response": cands[s["id"]]["text"],
              "score": s["score"], "expected_score": s["expected_score"], "url": cands[s["id"]]["url"]} for s in kept]

@@ -54,20 +54,21 @@ def _read_json(path: Path) -> dict | None:
 
 
 def collect(metrics_dir: str | Path, models: list[str], iterations: list[int]) -> dict:
-    """The numbers behind the report, from metrics/eval, metrics/train, metrics/curate and
-    metrics/scaling.json."""
+    """The numbers behind the report, from metrics/eval, metrics/train, metrics/score,
+    metrics/curate and metrics/scaling.json."""
     metrics_dir = Path(metrics_dir)
     evals = {m: e for m in models if (e := _read_json(metrics_dir / "eval" / f"{m}.json"))}
     trained = ["backward", "m0"] + [f"m{i}" for i in iterations]
     train = {m: t for m in trained if (t := _read_json(metrics_dir / "train" / f"{m}.json"))}
     curate = {i: c for i in iterations if (c := _read_json(metrics_dir / "curate" / f"iter{i}.json"))}
+    score = {i: c for i in iterations if (c := _read_json(metrics_dir / "score" / f"iter{i}.json"))}
     curves = {}
     for i in iterations:
         path = metrics_dir / "curate" / f"iter{i}_thresholds.csv"
         if path.exists():
             with open(path, newline="") as fh:
                 curves[i] = list(csv.DictReader(fh))
-    return {"eval": evals, "train": train, "curate": curate, "curves": curves,
+    return {"eval": evals, "train": train, "curate": curate, "score": score, "curves": curves,
             "scaling": _read_json(metrics_dir / "scaling.json")}
 
 
@@ -98,6 +99,11 @@ def summary(data: dict) -> dict:
     }
     if nll := heldout_nll(data.get("train") or {}):
         out["heldout_nll"] = nll
+    # does curator M_{i-1} rank real pairs above broken ones (0.5: it cannot tell them apart)
+    auc = {f"iter{i}": c["curator_check"]["auc"] for i, c in (data.get("score") or {}).items()
+           if (c.get("curator_check") or {}).get("auc") is not None}
+    if auc:
+        out["curator_auc"] = auc
     verdicts = {m: r for m, e in evals.items() if (r := judge_reliability(e)) is not None}
     out["judge_reliable"] = {m: r["reliable"] for m, r in verdicts.items()}
     out["judge_unreliable_because"] = {m: "; ".join(r["reasons"]) for m, r in verdicts.items() if r["reasons"]}

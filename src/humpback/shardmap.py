@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,11 +91,12 @@ class MapResult:
 
 def map_shards(input_dir: str | Path, out_dir: str | Path, settings: dict,
                work: Callable[[Path, str], pa.Table], setup: Callable[[], None] | None = None,
-               on_done: Callable[[Path], None] | None = None) -> MapResult:
+               on_done: Callable[[Path], None] | None = None, keep: Collection[str] = ()) -> MapResult:
     """Bring ``out_dir`` in line with ``input_dir``; ``work(input_shard, key)`` computes one output.
 
     ``setup`` runs once before the first missing shard (e.g. loading a model), never when all
-    outputs already exist.
+    outputs already exist. Files in ``out_dir`` that are neither wanted outputs nor named in
+    ``keep`` are removed (stale work of other settings).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -104,7 +105,7 @@ def map_shards(input_dir: str | Path, out_dir: str | Path, settings: dict,
     wanted = {out for _, out, _ in plan}
     result = MapResult(outputs=[out for _, out, _ in plan])
     for f in out_dir.iterdir():
-        if f.is_file() and f not in wanted:
+        if f.is_file() and f not in wanted and f.name not in keep:
             f.unlink()
             result.removed += 1
     for shard, out, _ in plan:
