@@ -104,7 +104,8 @@ def main(params_path, role, name, base, seed_data, curated, curator, out, metric
             mlflow.log_param("humpback.resumed_from_step", result.resumed_from_step)
         mlflow.set_tag("humpback.output", out)  # the checkpoint stays in DVC's cache: its path and hash only
         mlflow.set_tag("humpback.output_digest", dir_digest(out))
-        tracking.log_to_parent({f"{name}.final_loss": summary["final_loss"]})
+        tracking.log_to_parent({f"{name}.final_loss": summary["final_loss"],
+                                f"{name}.heldout_nll": summary["heldout"].get("nll")})
     write_json(metrics_path or f"metrics/train/{name}.json", summary)
     log.info("trained %s: %d examples, %d steps of %d on %d process(es), final loss %.3f (%s) in %.0fs -> %s",
              name, result.examples, result.steps, result.batch_size, result.processes, result.final_loss,

@@ -132,6 +132,11 @@ def test_both_orders_cancel_position_bias_and_equal_answers_tie(tmp_path):
     assert [a["preference"] for a in biased.annotations] == [1.5, 1.5, 1.5, 1.5]
     m = eval_metrics(biased.annotations)
     assert m["judge_order_agreement"] == 0 and m["judge_first_position_preference"] == 1.0
+    assert "judge_length_agreement" not in m  # every verdict a tie: nothing decided to compare
+    # the length judge agrees with a length-only judge on every decided pair of different lengths
+    assert eval_metrics(result.annotations)["judge_length_agreement"] == 1.0
+    flipped = [{**a, "preference": 3 - a["preference"]} for a in result.annotations]
+    assert eval_metrics(flipped)["judge_length_agreement"] == 0.0
 
 
 def test_a_crashed_judge_loses_no_finished_verdict(tmp_path):

@@ -191,6 +191,7 @@ def test_evaluation_writes_alpaca_eval_files_metrics_and_report(repo):
         assert runs[f"score iter{i}"].data.metrics["curator_check.auc"] == pytest.approx(check["auc"])
         assert len(list((dest / f"data/scores/iter{i}").glob("_curator_check-*.parquet"))) == 1
     assert runs["report"].data.metrics["curator_auc.iter2"] == pytest.approx(report["curator_auc"]["iter2"])
+    assert runs["dvc repro"].data.metrics["m2.heldout_nll"] == pytest.approx(heldout["m2"]["nll"])
     assert runs["dvc repro"].data.metrics["iter1.curator_auc"] == pytest.approx(report["curator_auc"]["iter1"])
     for png in ("win_rate", "heldout_nll", "scores", "kept_by_threshold", "scaling"):
         assert (dest / f"plots/{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

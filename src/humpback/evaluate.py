@@ -174,7 +174,8 @@ def _finite(x):
 
 def eval_metrics(annotations: list[dict], difficulty: dict[int, float] | None = None, n_splits: int = 5) -> dict:
     """Win rate (± standard error), discrete win rate, wins/ties/losses, the length-controlled win
-    rate, judge diagnostics (order agreement, position bias) and answer lengths."""
+    rate, judge diagnostics (order agreement, position bias, agreement with a length-only judge) and
+    answer lengths."""
     valid = [a for a in annotations if a["preference"] is not None and 1 <= a["preference"] <= 2]
     metrics = win_rate([a["preference"] for a in annotations])
     if valid and len({a["generator_1"] for a in valid} | {a["generator_2"] for a in valid}) > 1:
@@ -191,6 +192,12 @@ def eval_metrics(annotations: list[dict], difficulty: dict[int, float] | None = 
         first = [2 - a["preference_reference_first"] for a in both] + [a["preference_model_first"] - 1 for a in both]
         metrics["judge_order_agreement"] = round(agree / len(both), 4)
         metrics["judge_first_position_preference"] = round(statistics.fmean(first), 4)
+    # a length-only judge prefers the longer answer: how often does the judge's decided verdict agree
+    # with it, where the lengths differ (near 1.0: the win rate is mostly a length contest)
+    decided = [a for a in valid if a["preference"] != 1.5 and len(a["output_1"]) != len(a["output_2"])]
+    if decided:
+        longer = sum((a["preference"] > 1.5) == (len(a["output_2"]) > len(a["output_1"])) for a in decided)
+        metrics["judge_length_agreement"] = round(longer / len(decided), 4)
     metrics["failed"] = len(annotations) - len(valid)
     metrics["model_output_chars"] = length_stats([len(a["output_2"]) for a in annotations])
     metrics["reference_output_chars"] = length_stats([len(a["output_1"]) for a in annotations])
