@@ -76,6 +76,26 @@ def test_build_corpus_counts_add_up_and_bad_input_is_skipped(tmp_path, caplog):
     assert len(shard_files(tmp_path / "out")) == 3  # 6 rows, 2 per shard
 
 
+def test_legacy_encodings_are_detected_and_only_binary_stays_undecodable(tmp_path):
+    """Crawled pages in cp1252/Latin-1 or Shift-JIS are read as text, counted by encoding; bytes that
+    decode under no encoding without chaos are still skipped as undecodable."""
+    d = tmp_path / "legacy"
+    d.mkdir()
+    french = "Une crème brûlée, un café noir et une naïve façade à l'été. " * 8
+    japanese = "日本語のテキストです。これは古い符号化のページです。" * 8
+    (d / "latin1.md").write_bytes(f"# Desserts\n\n{french}\n".encode("latin-1"))
+    (d / "sjis.txt").write_bytes(japanese.encode("shift_jis"))
+    (d / "utf8.md").write_text(f"# Desserts\n\n{french}\n", encoding="utf-8")
+    (d / "binary.md").write_bytes(b"# Title\n\n\xff\xfe\x00bad bytes" + bytes(range(32)) * 4)
+    raw = build_raw(_raw_config(d), tmp_path / "raw", progress=False)
+    docs = raw.metrics()["documents"]
+    assert docs["skipped"] == {"undecodable": 1} and docs["kept"] == 3
+    assert docs["decoded_from"] == {"cp1252": 1, "cp932": 1}
+    texts = {r["url"].rsplit("/", 1)[-1]: r["text"] for r in read_table(tmp_path / "raw").to_pylist()}
+    assert texts["latin1.md"] == texts["utf8.md"] and french in texts["latin1.md"]
+    assert texts["sjis.txt"] == japanese
+
+
 def test_shards_are_deterministic_and_round_trip(tmp_path):
     d = _corpus_dir(tmp_path)
     _build(tmp_path, _raw_config(d), name="a")

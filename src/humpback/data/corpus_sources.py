@@ -34,6 +34,7 @@ class Document:
     skip: str | None = None  # reason the document cannot be used
     name: str | None = None  # e.g. "requests==2.32.3" for a package page
     license: str | None = None  # as the source states it
+    encoding: str = "utf-8"  # what the bytes were decoded from (files: detected where not UTF-8)
 
 
 def _skipped(source: str, url: str, reason: str, detail: str = "") -> Document:
@@ -223,18 +224,37 @@ def iter_files(src: FilesSource, max_chars: int) -> Iterator[Document]:
         if not data.strip():
             yield _skipped("files", str(path), "empty")
             continue
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            if len(data) > 4 * max_chars:
-                yield _skipped("files", str(path), "too_large", f"more than {max_chars} characters")
-            else:
-                yield _skipped("files", str(path), "undecodable", f"not UTF-8 at byte {exc.start}")
+        if len(data) > 4 * max_chars:  # more bytes than any encoding needs for max_chars characters
+            yield _skipped("files", str(path), "too_large", f"more than {max_chars} characters")
+            continue
+        text, encoding = decode_text(data)
+        if text is None:
+            yield _skipped("files", str(path), "undecodable", "neither UTF-8 nor a detectable encoding")
             continue
         if len(text) > max_chars:
             yield _skipped("files", str(path), "too_large", f"more than {max_chars} characters")
             continue
-        yield Document("files", str(path), text, fmt)
+        yield Document("files", str(path), text, fmt, encoding=encoding)
+
+
+def decode_text(data: bytes) -> tuple[str | None, str]:
+    """(text, encoding): UTF-8 where it decodes, else the legacy encoding charset-normalizer finds
+    (crawls are full of cp1252, Latin-1, Shift-JIS, ... pages); (None, "") where nothing decodes
+    without chaos (binary data). Where several encodings fit equally well, cp1252 wins: the web's
+    most common legacy encoding, which HTML5 also reads for every ISO-8859-1 label."""
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    matches = from_bytes(data)
+    best = matches.best()
+    if best is None:
+        return None, ""
+    tied = [m for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
+    pick = next((m for m in tied if m.encoding == "cp1252"), best)
+    return str(pick), pick.encoding
 
 
 # -------------------------------------------------------------------------------------------- hub

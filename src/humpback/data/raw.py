@@ -43,6 +43,7 @@ class RawReport:
     skipped: Counter = field(default_factory=Counter)
     by_source: Counter = field(default_factory=Counter)
     licenses: Counter = field(default_factory=Counter)
+    decoded_from: Counter = field(default_factory=Counter)  # documents that were not UTF-8, by encoding
     chars: list[int] = field(default_factory=list, repr=False)
     shards: list[str] = field(default_factory=list)
 
@@ -53,6 +54,7 @@ class RawReport:
                 "kept": len(self.chars),
                 "skipped": dict(sorted(self.skipped.items())),
                 "by_source": dict(sorted(self.by_source.items())),
+                **({"decoded_from": dict(sorted(self.decoded_from.items()))} if self.decoded_from else {}),
             },
             "licenses": dict(sorted(self.licenses.items(), key=lambda kv: (-kv[1], kv[0]))),
             "chars": length_stats(self.chars),
@@ -78,6 +80,8 @@ def build_raw(cfg: RawConfig, out_dir: str | Path, progress: bool = True) -> Raw
         writer.add(_row(doc))
         report.by_source[doc.source] += 1
         report.licenses[doc.license or "unstated"] += 1
+        if doc.encoding != "utf-8":
+            report.decoded_from[doc.encoding] += 1
         report.chars.append(len(doc.text))
     report.shards = [p.name for p in writer.close()]
     return report
