@@ -96,6 +96,25 @@ def test_legacy_encodings_are_detected_and_only_binary_stays_undecodable(tmp_pat
     assert texts["sjis.txt"] == japanese
 
 
+def test_zstd_files_are_read_and_a_truncated_one_is_counted_as_corrupt(tmp_path, caplog):
+    import pyarrow as pa
+
+    d = tmp_path / "zst"
+    d.mkdir()
+    page = f"# Stars\n\n{TEXTS['astronomy']}\n".encode()
+    for name, rows in (("notes.md.zst", page), ("rows.jsonl.zst", json.dumps({"text": page.decode()}).encode())):
+        with pa.CompressedOutputStream(str(d / name), "zstd") as out:
+            out.write(rows)
+    whole = (d / "notes.md.zst").read_bytes()
+    (d / "cut.md.zst").write_bytes(whole[: len(whole) // 2])
+    with caplog.at_level(logging.WARNING):
+        raw = build_raw(_raw_config(d), tmp_path / "raw", progress=False)
+    docs = raw.metrics()["documents"]
+    assert docs["kept"] == 2 and docs["skipped"] == {"corrupt": 1}
+    assert any("cut.md.zst" in r.getMessage() for r in caplog.records)
+    assert {r["text"] for r in read_table(tmp_path / "raw").to_pylist()} == {page.decode()}
+
+
 def test_shards_are_deterministic_and_round_trip(tmp_path):
     d = _corpus_dir(tmp_path)
     _build(tmp_path, _raw_config(d), name="a")

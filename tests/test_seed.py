@@ -88,6 +88,34 @@ def test_bad_seed_files_name_file_and_row(tmp_path, content, message):
         load_seed(SeedConfig(path=str(path)))
 
 
+def _truncated(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+@pytest.mark.parametrize("name, make, message", [
+    ("pairs.parquet", lambda good: b"PAR1 not really parquet", "pairs.parquet: the seed file cannot be read"),
+    ("pairs.jsonl.gz", lambda good: _truncated(gzip.compress(good)), "pairs.jsonl.gz: the seed file cannot be read"),
+    ("pairs.jsonl", lambda good: good.replace(b"hi", b"h\xe9"), "pairs.jsonl: the seed file cannot be read"),
+])
+def test_broken_seed_files_are_named_not_a_traceback(tmp_path, name, make, message):
+    good = b"".join(json.dumps({"instruction": f"hi {i}", "response": "yo " * 50}).encode() + b"\n"
+                    for i in range(400))
+    path = tmp_path / name
+    path.write_bytes(make(good))
+    with pytest.raises(SeedDataError, match=message):
+        load_seed(SeedConfig(path=str(path)))
+
+
+def test_zstd_seed_files_are_read(tmp_path):
+    import pyarrow as pa
+
+    path = tmp_path / "pairs.jsonl.zst"
+    with pa.CompressedOutputStream(str(path), "zstd") as out:
+        out.write(b'{"instruction": "Name a colour.", "response": "Red."}\n')
+    assert [(p["instruction"], p["response"]) for p in load_seed(SeedConfig(path=str(path)))] == [
+        ("Name a colour.", "Red.")]
+
+
 def test_heldout_must_leave_training_data():
     with pytest.raises(SeedDataError, match="seed.heldout"):
         split_heldout([{"id": "x"}] * 3, 3, seed=0)

@@ -47,17 +47,30 @@ def setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+COMPRESSED = (".gz", ".zst")
+
+
 def inner_suffix(path: Path) -> str:
-    """The suffix that says what a file holds, looking through a trailing .gz (``a.jsonl.gz`` -> ``.jsonl``)."""
+    """The suffix that says what a file holds, looking through a trailing .gz or .zst
+    (``a.jsonl.gz`` -> ``.jsonl``)."""
     suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
+    if suffixes and suffixes[-1] in COMPRESSED:
         suffixes = suffixes[:-1]
     return suffixes[-1] if suffixes else ""
 
 
 def open_binary(path: Path):
-    """Open a file for reading bytes, decompressing it on the fly when it ends in .gz."""
-    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
+    """Open a file for reading bytes, decompressing .gz (gzip) and .zst (zstd, with pyarrow's codec:
+    no extra package) on the fly. A truncated or corrupt stream raises on read: EOFError or
+    gzip.BadGzipFile for gzip, OSError for zstd."""
+    suffix = path.suffix.lower()
+    if suffix == ".gz":
+        return gzip.open(path, "rb")
+    if suffix == ".zst":
+        import pyarrow as pa
+
+        return io.BufferedReader(pa.input_stream(str(path), compression="zstd"))
+    return open(path, "rb")
 
 
 def flatten(obj, prefix: str = "") -> dict[str, object]:
@@ -68,8 +81,24 @@ def flatten(obj, prefix: str = "") -> dict[str, object]:
 
 
 def read_records(path: Path, error: type[Exception] = ValueError, what: str = "data") -> Iterator[tuple[str, dict]]:
-    """(location, row) for every row of a .jsonl/.json/.parquet file (optionally .gz); the location
-    (``file:line``, ``file row i``) lets callers name the exact row in their errors."""
+    """(location, row) for every row of a .jsonl/.json/.parquet file (optionally .gz or .zst); the
+    location (``file:line``, ``file row i``) lets callers name the exact row in their errors. A file
+    that cannot be read to its end (truncated, corrupt, not UTF-8, no permission) raises ``error``
+    naming it; a missing one FileNotFoundError."""
+    import zlib
+
+    from pyarrow import ArrowException
+
+    try:
+        yield from _read_records(path, error, what)
+    except (FileNotFoundError, error):
+        raise
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, ArrowException) as exc:
+        raise error(f"{path}: the {what} file cannot be read to its end ({type(exc).__name__}: {exc}); "
+                    "replace or remove it") from None
+
+
+def _read_records(path: Path, error: type[Exception], what: str) -> Iterator[tuple[str, dict]]:
     suffix = inner_suffix(path)
     if suffix == ".parquet":
         import pyarrow.parquet as pq
