@@ -8,6 +8,8 @@ Reads `augment.*`, `prompts.backward` and `vllm` (with `engine: vllm`). Nucleus 
 backward model M_yx, prompted exactly as it was trained. Incremental per corpus shard: only shards
 whose corpus bytes, model, sampling settings or prompt changed are generated again, stale ones are
 removed, and a killed run picks up where it stopped (the output is a DVC `persist` folder).
+Generations that are no instruction are dropped and counted by reason (`augment.hygiene`): empty
+after cleaning, echoing the backward prompt's own wording, or copying a long run of the segment.
 Writes data/candidates/*.parquet (segment columns + instruction + backward model digest +
 sampling settings) and metrics/augment.json (data only; reuse and speed go to the log and MLflow).
 """
@@ -44,11 +46,13 @@ def main(params_path, model, corpus, out, metrics_path, progress):
         mlflow.log_params({f"generation.{k}": v for k, v in g.model_dump().items()})
         report = augment(corpus, out, EngineSpec(model, g, cfg.vllm), cfg.augment, template, digest, progress=progress)
         metrics, stats = report.metrics(), report.run_stats()
-        mlflow.log_metrics({k: v for k, v in {**metrics, **stats}.items() if isinstance(v, (int, float))})
+        mlflow.log_metrics({k: v for k, v in {**metrics, **stats}.items() if isinstance(v, (int, float))}
+                           | {f"dropped.{k}": v for k, v in metrics["dropped"].items()})
         tracking.log_to_parent({"augment.candidates": report.candidates})
     write_json(metrics_path, metrics)
-    if report.empty:
-        log.warning("%d segments got an empty instruction and were left out", report.empty)
+    if dropped := {k: v for k, v in metrics["dropped"].items() if v}:
+        log.warning("%d generations were no instruction and were left out (%s; rules: augment.hygiene)",
+                    sum(dropped.values()), ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in dropped.items()))
     log.info("augment: %d candidates from %d segments; %d shards generated, %d reused, %d stale removed%s",
              report.candidates, report.segments, report.shards_generated, report.shards_reused,
              report.files_removed,

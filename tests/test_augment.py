@@ -145,8 +145,55 @@ def test_stale_shards_and_changed_settings_are_replaced(corpus, tmp_path, tiny_m
 
 def test_empty_generations_are_left_out_and_counted(corpus, tmp_path, tiny_model_dir):
     report = _run(corpus, tmp_path / "out", [], tiny_model_dir, blank=True)
-    assert report.empty == 2 and report.candidates == 3 and report.segments == 5
-    assert report.metrics()["empty_generations"] == 2
+    assert report.candidates == 3 and report.segments == 5
+    assert report.metrics()["dropped"] == {"empty": 2, "echoes_prompt": 0, "copies_segment": 0}
+    again = _run(corpus, tmp_path / "out", [], tiny_model_dir, blank=True)  # counts survive reuse
+    assert again.shards_reused == 3 and again.metrics()["dropped"]["empty"] == 2
+
+
+SEGMENT = ("Sourdough needs a lively starter, flour, water and salt. Mix them, let the dough rest for an hour, "
+           "fold it every thirty minutes, shape it and bake it hot in a covered pot.")
+
+
+@pytest.mark.parametrize("generation, reason", [
+    ("How do I bake a sourdough loaf at home?", None),
+    ("   ", "empty"),
+    ("Write the instruction or question that a user most likely gave", "echoes_prompt"),
+    ("here is a TEXT written by a person: bread", "echoes_prompt"),
+    ("Mix them, let the dough rest for an hour, fold it every thirty minutes, shape it", "copies_segment"),
+    ("What does 'let the dough rest for an hour' mean?", None),  # a short quote is a fair request
+])
+def test_generations_that_are_no_instruction_are_dropped_by_reason(generation, reason):
+    from humpback.augment import hygiene_problem
+    from humpback.config import HygieneConfig
+
+    instruction, _ = clean_instruction(generation, 2000)
+    assert hygiene_problem(instruction, SEGMENT, TEMPLATE, HygieneConfig()) == reason
+    off = HygieneConfig(prompt_words=None, segment_words=None)
+    assert hygiene_problem(instruction, SEGMENT, TEMPLATE, off) == ("empty" if reason == "empty" else None)
+
+
+def test_dropped_generations_are_counted_in_the_stage(corpus, tmp_path, tiny_model_dir):
+    """A backward model that echoes its prompt loses those rows, counted, and reruns reuse the shards."""
+
+    class Echo(CountingEngine):
+        def generate(self, conversations, sampling, on_batch=None):
+            out = super().generate(conversations, sampling, on_batch)
+            if self.calls > 1:  # the first shard only
+                return out
+            segment = conversations[1][-1]["content"].split("Text:\n", 1)[1]
+            return ["Write the instruction or question that a user most likely gave an AI",
+                    " ".join(segment.split()[:20])] + out[2:]
+
+    class EchoSpec(CountingSpec):
+        def generator(self):
+            self.box.append(Echo(self.model_dir, batch_size=4, precision="fp32"))
+            return self.box[-1]
+
+    spec = EchoSpec(tiny_model_dir, CFG.generation, [])
+    report = augment(corpus, tmp_path / "out", spec, CFG, TEMPLATE, "model-digest", progress=False)
+    assert report.metrics()["dropped"] == {"empty": 0, "echoes_prompt": 1, "copies_segment": 1}
+    assert report.candidates == report.segments - 2
 
 
 def test_clean_instruction():

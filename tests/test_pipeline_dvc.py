@@ -66,7 +66,7 @@ def test_repro_builds_every_stage(repo):
     cands = sorted((dest / "data/candidates").glob("*.parquet"))
     assert [c.name[: len("part-00000")] for c in cands] == [s.name[: len("part-00000")] for s in shards]
     augment = json.loads((dest / "metrics/augment.json").read_text())
-    assert augment["segments"] == 24 and augment["candidates"] + augment["empty_generations"] == 24
+    assert augment["segments"] == 24 and augment["candidates"] + sum(augment["dropped"].values()) == 24
     for name in ("backward", "m0"):
         assert AutoModelForCausalLM.from_pretrained(dest / "models" / name).config.num_hidden_layers == 2
         assert json.loads((dest / f"metrics/train/{name}.json").read_text())["steps"] == 2
@@ -505,7 +505,7 @@ def test_generation_stages_run_on_vllm(repo, tmp_path):
     assert "shards generated, 0 reused" in log  # the hf run's candidate shards were not taken for vLLM's
     segments = json.loads((work / "metrics/corpus.json").read_text())["segments"]["kept"]
     augmented = json.loads((work / "metrics/augment.json").read_text())
-    assert augmented["segments"] == segments and augmented["candidates"] + augmented["empty_generations"] == segments
+    assert augmented["segments"] == segments and augmented["candidates"] + sum(augmented["dropped"].values()) == segments
     scores = json.loads((work / "metrics/score/iter1.json").read_text())
     assert scores["pairs"] == augmented["candidates"] and sum(scores["scores"].values()) == scores["pairs"]
     judged = json.loads((work / "metrics/eval/m1.json").read_text())

@@ -8,17 +8,19 @@ prompt template and the length cap, and each shard is sampled with a seed derive
 from __future__ import annotations
 
 import logging
+import re
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from humpback.config import AugmentConfig
+from humpback.config import AugmentConfig, HygieneConfig
 from humpback.data.shards import SEGMENT_SCHEMA
 from humpback.models.generation import EngineSpec, GenerationEngine
-from humpback.prompts import backward_messages
+from humpback.prompts import PLACEHOLDER, backward_messages
 from humpback.shardmap import key_seed, map_shards, pending_rows, read_stats, with_stats
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,30 @@ CANDIDATE_SCHEMA = pa.schema(
 )
 
 
+_WORD = re.compile(r"\w+")
+DROP_REASONS = ("empty", "echoes_prompt", "copies_segment")
+
+
+def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    words = _WORD.findall(text.lower())
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def hygiene_problem(instruction: str, segment: str, template: str, cfg: HygieneConfig) -> str | None:
+    """Why a cleaned generation is no instruction (one of DROP_REASONS), or None: empty; sharing
+    ``cfg.prompt_words`` consecutive words with the prompt's own text (the template without the
+    segment: the model echoes its prompt); sharing ``cfg.segment_words`` consecutive words with
+    its segment (it copies the text instead of asking for it)."""
+    if not instruction:
+        return "empty"
+    if cfg.prompt_words and _ngrams(instruction, cfg.prompt_words) & _ngrams(template.replace(PLACEHOLDER, "\n"),
+                                                                            cfg.prompt_words):
+        return "echoes_prompt"
+    if cfg.segment_words and _ngrams(instruction, cfg.segment_words) & _ngrams(segment, cfg.segment_words):
+        return "copies_segment"
+    return None
+
+
 def clean_instruction(text: str, max_chars: int) -> tuple[str, bool]:
     """Strip whitespace and wrapping quotes; cut at ``max_chars``. Returns (text, was_cut)."""
     text = text.strip()
@@ -50,7 +76,7 @@ def clean_instruction(text: str, max_chars: int) -> tuple[str, bool]:
 class AugmentReport:
     segments: int = 0
     candidates: int = 0
-    empty: int = 0
+    dropped: Counter = field(default_factory=Counter)  # generations left out, by DROP_REASONS
     truncated: int = 0
     shards_total: int = 0
     shards_generated: int = 0
@@ -68,7 +94,7 @@ class AugmentReport:
         return {
             "segments": self.segments,
             "candidates": self.candidates,
-            "empty_generations": self.empty,
+            "dropped": {reason: self.dropped.get(reason, 0) for reason in DROP_REASONS},
             "truncated_generations": self.truncated,
             "shards": self.shards_total,
             "instruction_chars": length_stats(self.instruction_chars),
@@ -89,7 +115,8 @@ def augment(corpus_dir: str | Path, out_dir: str | Path, spec: EngineSpec, cfg: 
 
     g = cfg.generation
     settings = {"model": model_digest, "sampling": spec.sampling().as_dict(), "template": template,
-                "max_instruction_chars": cfg.max_instruction_chars, **spec.identity()}
+                "max_instruction_chars": cfg.max_instruction_chars, "hygiene": cfg.hygiene.model_dump(),
+                **spec.identity()}
     engine: list[GenerationEngine] = []
     bar = tqdm(total=pending_rows(corpus_dir, out_dir, settings), desc="augment", unit="seg",
                disable=not progress, mininterval=1.0)
@@ -99,18 +126,19 @@ def augment(corpus_dir: str | Path, out_dir: str | Path, spec: EngineSpec, cfg: 
         seed = key_seed(key)
         texts = engine[0].generate([backward_messages(s["text"], template) for s in segments], spec.sampling(seed),
                                    bar.update)
-        rows, empty, cut = [], 0, 0
+        rows, dropped, cut = [], Counter(), 0
         for seg, text in zip(segments, texts):
             instruction, was_cut = clean_instruction(text, cfg.max_instruction_chars)
-            if not instruction:
-                empty += 1
+            if problem := hygiene_problem(instruction, seg["text"], template, cfg.hygiene):
+                dropped[problem] += 1
                 continue
             cut += was_cut
             rows.append({**{k: seg[k] for k in SEGMENT_SCHEMA.names}, "instruction": instruction,
                          "backward_model": model_digest, "gen_temperature": g.temperature, "gen_top_p": g.top_p,
                          "gen_max_new_tokens": g.max_new_tokens, "gen_seed": seed})
         table = pa.Table.from_pylist(rows, schema=CANDIDATE_SCHEMA)
-        return with_stats(table, {"segments": len(segments), "empty": empty, "truncated": cut})
+        return with_stats(table, {"segments": len(segments), "left_out": sum(dropped.values()),
+                                  "dropped": dict(dropped), "truncated": cut})
 
     start = time.perf_counter()
     result = map_shards(corpus_dir, out_dir, settings, work, setup=lambda: engine.append(spec.generator()),
@@ -124,7 +152,7 @@ def augment(corpus_dir: str | Path, out_dir: str | Path, spec: EngineSpec, cfg: 
         stats = read_stats(out)
         instructions = pq.read_table(out, columns=["instruction"])["instruction"].to_pylist()
         report.segments += stats.get("segments", len(instructions))
-        report.empty += stats.get("empty", 0)
+        report.dropped.update(stats.get("dropped", {"empty": stats.get("empty", 0)}))  # older shards: empty only
         report.truncated += stats.get("truncated", 0)
         report.candidates += len(instructions)
         report.instruction_chars.extend(len(t) for t in instructions)

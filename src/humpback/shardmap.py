@@ -30,7 +30,9 @@ import pyarrow.parquet as pq
 from humpback.data.shards import shard_files, write_table_atomic
 
 STATS_KEY = b"humpback.stats"
-LEFT_OUT_STATS = ("empty",)  # stats keys that count input rows a work function left out on purpose
+# stats keys that count input rows a work function left out on purpose ("empty": shards written
+# before augment's hygiene rules, which count every drop under "left_out")
+LEFT_OUT_STATS = ("empty", "left_out")
 
 log = logging.getLogger(__name__)
 
