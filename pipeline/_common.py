@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import re
 import sys
+from pathlib import Path
 
 import click
 
@@ -15,9 +19,45 @@ params_option = click.option(
 )
 
 
+# Resources that run out or are refused while a stage writes: said in one line with the path and
+# what to do, not a traceback (every output is written to a temp file and renamed, so nothing
+# partial is left looking finished, and finished shards are kept for the rerun).
+_RESOURCE_ERRORS = {
+    errno.ENOSPC: "free disk space",
+    errno.EDQUOT: "free space within your disk quota",
+    errno.EFBIG: "raise the file size limit (ulimit -f) or free space",
+    errno.EROFS: "the file system is read-only: run where the outputs can be written",
+    errno.EACCES: "make the folder writable for this user",
+    errno.EPERM: "make the folder writable for this user",
+}
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp-\d+$")
+
+
+def resource_error_message(exc: OSError) -> str | None:
+    """The one-line explanation of a write that ran out of a resource; None for other errors."""
+    if exc.errno not in _RESOURCE_ERRORS:
+        return None
+    path = Path(exc.filename) if exc.filename else None
+    if path is not None and (m := _TEMP_NAME.match(path.name)):
+        path = path.with_name(m["name"])  # the output being written, not its temp file
+    return (f"error: cannot write {path or 'an output'}: {exc.strerror or os.strerror(exc.errno)} "
+            f"({errno.errorcode[exc.errno]}); {_RESOURCE_ERRORS[exc.errno]}, then rerun the stage "
+            "(finished work is kept; nothing partial was left under an output's name)")
+
+
+def _stage_excepthook(kind, exc, tb) -> None:
+    message = resource_error_message(exc) if isinstance(exc, OSError) else None
+    if message is None:
+        sys.__excepthook__(kind, exc, tb)
+    else:
+        click.echo(message, err=True)
+
+
 def load_params(path: str):
-    """Typed config, or a clean exit naming every bad key (no traceback for a typo)."""
+    """Typed config, or a clean exit naming every bad key (no traceback for a typo). Also turns
+    a full disk or a read-only output folder into one line that names the path."""
     setup_logging()
+    sys.excepthook = _stage_excepthook
     try:
         return load_config(path)
     except ConfigError as exc:

@@ -59,6 +59,10 @@ def write_table_atomic(table: pa.Table, path: str | Path) -> Path:
     try:
         pq.write_table(table, tmp, compression=COMPRESSION)
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:  # Arrow's errors name no file: name the shard
+            raise OSError(exc.errno, os.strerror(exc.errno), str(path)) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return path
