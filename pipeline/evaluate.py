@@ -5,8 +5,10 @@
     python pipeline/evaluate.py --name m1 --reference m0
 
 Reads `evaluate.judge` (hf: a local model reads the verdict from its logits; vllm: the same through
-vLLM, with the `vllm` section; openai: any OpenAI-compatible endpoint, key from the environment), `evaluate.reference` (a model, default M0,
-or `dataset`: the set's own references). Every pair is judged in both orders. Writes
+vLLM, with the `vllm` section; openai: any OpenAI-compatible endpoint, key from the environment;
+alpaca_eval: AlpacaEval's own annotator on that endpoint, its protocol and its cache
+alpaca_eval_annotations.json), `evaluate.reference` (a model, default M0, or `dataset`: the set's
+own references). Our judges judge every pair in both orders. Writes
 data/eval/judged/<m>/annotations.json (AlpacaEval's annotation format), the verdict cache
 judgements.jsonl next to it (a rerun after a crash asks only for what is missing), and
 metrics/eval/<m>.json: win rate ± standard error, discrete and length-controlled win rates,
@@ -23,10 +25,10 @@ import mlflow
 
 from _common import load_params, params_option
 from humpback import tracking
+from humpback.alpaca_eval_judge import AlpacaEvalError
 from humpback.eval_sets import EvalSetError, read_difficulty, read_outputs
-from humpback.evaluate import eval_metrics, judge_outputs, reference_annotations
+from humpback.evaluate import eval_metrics, judge_pairs, reference_annotations
 from humpback.io import write_json
-from humpback.judges import judge_identity, make_judge
 from humpback.prompts import read_template
 
 log = logging.getLogger("humpback.evaluate")
@@ -59,9 +61,10 @@ def main(params_path, name, answers, reference_name, set_dir, out, metrics_path,
         result = None
         annotations = reference_annotations(rows, outputs, annotator)
     else:
-        result = judge_outputs(rows, outputs, references, lambda: make_judge(ev.judge, template, cfg.vllm),
-                               judge_identity(ev.judge, template, cfg.vllm),
-                               out / "judgements.jsonl", annotator, progress)
+        try:
+            result = judge_pairs(rows, outputs, references, ev.judge, template, cfg.vllm, out, progress)
+        except AlpacaEvalError as exc:
+            raise click.ClickException(str(exc)) from None
         annotations = result.annotations
     try:
         difficulty = read_difficulty(ev.instruction_difficulty, rows) if ev.instruction_difficulty else None

@@ -65,7 +65,7 @@ def main(params_path, out, metrics_path, progress):
         log.info("scaling: off (scaling.enabled: false)")
         return
     # the model stack is imported only when there is work: a disabled stage costs a second, not ten
-    from humpback.evaluate import answer, eval_metrics, judge_outputs
+    from humpback.evaluate import answer, eval_metrics, judge_pairs
     from humpback.judges import judge_identity, make_judge
     from humpback.models.generation import EngineSpec
     from humpback.models.training import forward_examples, train
@@ -123,8 +123,8 @@ def main(params_path, out, metrics_path, progress):
                     outputs = answer(rows, spec, ev, cfg.prompts, f"scaling_n{n}", progress)
                 finally:
                     shutil.rmtree(model_dir, ignore_errors=True)
-                judged = judge_outputs(rows, outputs, references, judge_factory, identity, work / "judgements.jsonl",
-                                       f"humpback_{ev.judge.kind}", progress)
+                judged = judge_pairs(rows, outputs, references, ev.judge, template, cfg.vllm, work, progress,
+                                     judge_factory)
                 m = eval_metrics(judged.annotations, n_splits=ev.lc_splits)
                 result = {"key": key, "n": n, "examples": trained.examples, "steps": trained.steps,
                           "final_loss": round(trained.final_loss, 4), **{k: m.get(k) for k in (

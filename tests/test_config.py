@@ -73,7 +73,7 @@ def test_repo_params_and_profiles_are_valid():
     ({"evaluate": {"models": ["m0", "gpt4"]}}, "'evaluate': .*\\['gpt4'\\] are not pipeline models"),
     ({"evaluate": {"reference": "m5"}}, "reference 'm5' must be one of models"),
     ({"evaluate": {"models": ["m0", "m3"]}}, "evaluate.models: \\['m3'\\] are not trained by this pipeline"),
-    ({"evaluate": {"judge": {"kind": "claude"}}}, "'evaluate.judge.kind'.*'hf', 'vllm' or 'openai'"),
+    ({"evaluate": {"judge": {"kind": "claude"}}}, "'evaluate.judge.kind'.*'hf', 'vllm', 'openai' or 'alpaca_eval'"),
     ({"evaluate": {"set": {"source": "local", "hub_dataset": "x/y"}}}, "hub_dataset is for source alpaca_eval"),
     ({"scaling": {"sizes": [400, 100]}}, "'scaling.sizes'.*increasing"),
     ({"scaling": {"iteration": 3}}, "scaling.iteration 3 is not in iterations"),

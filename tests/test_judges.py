@@ -54,6 +54,10 @@ class FakeOpenAI:
                 with fake.lock:
                     fake.requests.append({"auth": self.headers.get("Authorization"), "body": body})
                     action = fake.script.pop(0) if fake.script else "A"
+                if callable(action):  # a judge that reads the prompt: returns one of the actions below
+                    action = action(body)
+                if isinstance(action, dict):  # {"content": text, "top_logprobs": {token: logprob}}
+                    return self._reply(body, action["content"], action.get("top_logprobs"))
                 if action == "sleep":
                     time.sleep(1.5)
                     action = "A"
@@ -61,12 +65,15 @@ class FakeOpenAI:
                     return self._send(500, b'{"error": {"message": "boom"}}')
                 if action == "malformed":
                     return self._send(200, b"{this is not json")
-                message = {"role": "assistant", "content": action}
-                choice = {"index": 0, "message": message, "finish_reason": "stop"}
-                if body.get("logprobs"):
-                    choice["logprobs"] = {"content": [{"token": "B", "logprob": -0.2231, "bytes": None, "top_logprobs": [
-                        {"token": "B", "logprob": -0.2231, "bytes": None}, {"token": "A", "logprob": -1.6094, "bytes": None}]}]}
-                reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"], "choices": [choice]}
+                self._reply(body, action, {"B": -0.2231, "A": -1.6094} if body.get("logprobs") else None)
+
+            def _reply(self, body, content, top_logprobs):
+                choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+                if top_logprobs:
+                    top = [{"token": t, "logprob": lp, "bytes": None} for t, lp in top_logprobs.items()]
+                    choice["logprobs"] = {"content": [{**top[0], "top_logprobs": top}]}
+                reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"], "choices": [choice],
+                         "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}}
                 self._send(200, json.dumps(reply).encode())
 
             def _send(self, code, payload):

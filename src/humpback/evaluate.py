@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from humpback.config import EvaluateConfig, PromptsConfig
+from humpback.config import EvaluateConfig, JudgeConfig, PromptsConfig, VLLMConfig
 from humpback.eval_sets import model_outputs
 from humpback.judges import Judge, Verdict
 from humpback.models.generation import EngineSpec
@@ -159,6 +159,24 @@ def judge_outputs(rows: list[dict], outputs: list[dict], references: list[dict],
         annotations.append(ann)
     cache.compact(used)
     return JudgeResult(annotations, requested=len(todo), reused=len(used) - len(todo), failed=len(failed))
+
+
+def judge_pairs(rows: list[dict], outputs: list[dict], references: list[dict], judge: JudgeConfig, template: str,
+                vllm: VLLMConfig | None, out_dir: str | Path, progress: bool = True,
+                judge_factory: Callable[[], Judge] | None = None) -> JudgeResult:
+    """The configured judge's annotations of ``outputs`` against ``references``, cached in ``out_dir``:
+    AlpacaEval's own annotator (kind alpaca_eval: its protocol and cache), or ours in both orders
+    (:func:`judge_outputs`; ``judge_factory`` lets a caller keep one judge across calls)."""
+    annotator = f"humpback_{judge.kind}"
+    if judge.kind == "alpaca_eval":
+        from humpback.alpaca_eval_judge import judge_with_alpaca_eval
+
+        return judge_with_alpaca_eval(rows, outputs, references, judge, out_dir, annotator)
+    from humpback.judges import judge_identity, make_judge
+
+    return judge_outputs(rows, outputs, references, judge_factory or (lambda: make_judge(judge, template, vllm)),
+                         judge_identity(judge, template, vllm), Path(out_dir) / "judgements.jsonl", annotator,
+                         progress)
 
 
 def reference_annotations(rows: list[dict], outputs: list[dict], annotator: str) -> list[dict]:

@@ -158,6 +158,9 @@ class OpenAIJudge(Judge):
 
 def judge_identity(cfg: JudgeConfig, template: str, vllm: VLLMConfig | None = None) -> dict:
     """Everything that makes a judge's verdicts what they are: the key of cached verdicts."""
+    if cfg.kind == "alpaca_eval":  # its own cache is keyed on its annotator's name; this keys ours (scaling)
+        return {"kind": "alpaca_eval", "annotator": cfg.alpaca_eval.annotator, "model": cfg.alpaca_eval.model,
+                "base_url": cfg.openai.base_url}
     if cfg.kind != "openai":
         from humpback.io import dir_digest
 
@@ -169,6 +172,8 @@ def judge_identity(cfg: JudgeConfig, template: str, vllm: VLLMConfig | None = No
 
 
 def make_judge(cfg: JudgeConfig, template: str, vllm: VLLMConfig | None = None) -> Judge:
+    if cfg.kind == "alpaca_eval":
+        raise ValueError("the alpaca_eval judge runs through humpback.evaluate.judge_pairs, not as a Judge")
     if cfg.kind == "openai":
         return OpenAIJudge(cfg, template)
     return LocalJudge(local_spec(cfg, vllm), template)
