@@ -252,19 +252,26 @@ def test_broken_files_are_skipped_counted_and_named(tmp_path, caplog):
     (d / "loop.md").symlink_to(d / "loop.md")
     (d / "sub").mkdir()
     (d / "sub" / "up").symlink_to(d, target_is_directory=True)  # a cycle: not walked
+    (d / "latin1.md").write_bytes(f"# Desserts\n\n{TEXTS['tea']} Crème brûlée, naïve façade.\n".encode("cp1252"))
+    (d / "binary.md").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    with pa.CompressedOutputStream(str(d / "cut.md.zst"), "zstd") as out:
+        out.write(good.encode() * 20)
+    (d / "cut.md.zst").write_bytes((d / "cut.md.zst").read_bytes()[:-30])
     try:
         with caplog.at_level(logging.WARNING):
             raw = build_raw(_raw_config(d), tmp_path / "raw", progress=False)
     finally:
         (d / "locked.md").chmod(0o644)
     skipped = raw.metrics()["documents"]["skipped"]
-    expected = {"corrupt": 4, "not_a_file": 2}
+    expected = {"corrupt": 5, "not_a_file": 2, "undecodable": 1}
     if os.geteuid() != 0:  # root reads a file without permissions
         expected["unreadable"] = 1
     assert skipped == expected
     kept = read_table(tmp_path / "raw")["url"].to_pylist()
     assert any(u.endswith("good.md") for u in kept) and any("good.jsonl.gz" in u for u in kept)
+    assert any(u.endswith("latin1.md") for u in kept)
     m = raw.metrics()["documents"]
-    assert m["kept"] + sum(m["skipped"].values()) == m["read"]
-    for name in ("truncated.md.gz", "truncated.jsonl.gz", "not-gzip.txt.gz", "corrupt.parquet", "dangling.md", "loop.md"):
+    assert m["kept"] + sum(m["skipped"].values()) == m["read"] and m["decoded_from"] == {"cp1252": 1}
+    for name in ("truncated.md.gz", "truncated.jsonl.gz", "not-gzip.txt.gz", "corrupt.parquet", "dangling.md", "loop.md",
+                 "binary.md", "cut.md.zst"):
         assert any(name in r.getMessage() for r in caplog.records), name

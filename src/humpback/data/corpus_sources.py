@@ -240,8 +240,10 @@ def iter_files(src: FilesSource, max_chars: int) -> Iterator[Document]:
 def decode_text(data: bytes) -> tuple[str | None, str]:
     """(text, encoding): UTF-8 where it decodes, else the legacy encoding charset-normalizer finds
     (crawls are full of cp1252, Latin-1, Shift-JIS, ... pages); (None, "") where nothing decodes
-    without chaos (binary data). Where several encodings fit equally well, cp1252 wins: the web's
-    most common legacy encoding, which HTML5 also reads for every ISO-8859-1 label."""
+    without chaos (binary data). cp1252 wins wherever it decodes with no more chaos than the
+    detector's first guess: the web's most common legacy encoding (HTML5 reads every ISO-8859-1
+    label as cp1252), and on mostly-ASCII pages the detector's guess among the single-byte code pages
+    (cp1250, cp775, ...) is often a coin toss that turns "crème" into "crčme"."""
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -252,8 +254,8 @@ def decode_text(data: bytes) -> tuple[str | None, str]:
     best = matches.best()
     if best is None:
         return None, ""
-    tied = [m for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
-    pick = next((m for m in tied if m.encoding == "cp1252"), best)
+    western = next((m for m in matches if m.encoding == "cp1252"), None)
+    pick = western if western is not None and western.chaos <= best.chaos else best
     return str(pick), pick.encoding
 
 
