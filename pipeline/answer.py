@@ -15,7 +15,7 @@ import time
 
 import click
 
-from _common import load_params, params_option
+from _common import load_params, params_option, run_stage
 from humpback.evaluate import answer
 from humpback.io import write_json
 from humpback.models.generation import EngineSpec
@@ -44,4 +44,4 @@ def main(params_path, name, model_dir, set_dir, out, progress):
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

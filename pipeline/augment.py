@@ -19,7 +19,7 @@ import logging
 import click
 import mlflow
 
-from _common import load_params, params_option
+from _common import load_params, params_option, run_stage
 from humpback import tracking
 from humpback.augment import augment
 from humpback.io import dir_digest, write_json
@@ -60,4 +60,4 @@ def main(params_path, model, corpus, out, metrics_path, progress):
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from _common import load_params, params_option
+from _common import load_params, params_option, run_stage
 from humpback.io import write_json
 from humpback.models.loading import ModelSourceError, count_parameters, load_base_model, save_checkpoint
 
@@ -52,4 +52,4 @@ def main(params_path: str, out: str, metrics_path: str) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

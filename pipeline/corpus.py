@@ -17,7 +17,7 @@ import time
 
 import click
 
-from _common import load_params, params_option
+from _common import load_params, params_option, run_stage
 from humpback.data.corpus import build_corpus
 from humpback.io import write_json
 
@@ -51,4 +51,4 @@ def main(params_path: str, raw_dir: str, out: str, metrics_path: str, progress: 
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

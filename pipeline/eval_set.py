@@ -14,7 +14,7 @@ import logging
 
 import click
 
-from _common import load_params, params_option
+from _common import load_params, params_option, run_stage
 from humpback.eval_sets import EvalSetError, has_references, load_eval_set, reference_outputs
 from humpback.io import write_json
 from humpback.stats import length_stats
@@ -47,4 +47,4 @@ def main(params_path, out, references, metrics_path):
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

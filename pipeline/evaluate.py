@@ -23,7 +23,7 @@ from pathlib import Path
 import click
 import mlflow
 
-from _common import load_params, params_option
+from _common import load_params, params_option, run_stage
 from humpback import tracking
 from humpback.alpaca_eval_judge import AlpacaEvalError
 from humpback.eval_sets import EvalSetError, read_difficulty, read_outputs
@@ -104,4 +104,4 @@ def main(params_path, name, answers, reference_name, set_dir, out, metrics_path,
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

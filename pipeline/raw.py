@@ -17,7 +17,7 @@ import shutil
 
 import click
 
-from _common import load_params, params_option
+from _common import load_params, params_option, run_stage
 from humpback.data.raw import build_raw
 from humpback.io import write_json
 
@@ -45,4 +45,4 @@ def main(params_path: str, out: str, metrics_path: str, progress: bool) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

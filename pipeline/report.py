@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 import mlflow
 
-from _common import load_params, params_option
+from _common import load_params, params_option, run_stage
 from humpback import tracking
 from humpback.io import write_json
 from humpback.report import win_rate_rows, write_report
@@ -69,4 +69,4 @@ def main(params_path, metrics_dir, plots_dir, out):
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

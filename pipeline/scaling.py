@@ -25,7 +25,7 @@ import click
 import mlflow
 import pyarrow.parquet as pq
 
-from _common import load_params, params_option
+from _common import load_params, params_option, run_stage
 from humpback import tracking
 from humpback.config import DistributedConfig
 from humpback.data.shards import read_table
@@ -150,4 +150,4 @@ def main(params_path, out, metrics_path, progress):
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

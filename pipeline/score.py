@@ -21,7 +21,7 @@ import logging
 import click
 import mlflow
 
-from _common import load_params, params_option
+from _common import load_params, params_option, run_stage
 from humpback import tracking
 from humpback.curate import score_candidates
 from humpback.io import dir_digest, write_json
@@ -71,4 +71,4 @@ def main(params_path, iteration, curator, candidates, out, metrics_path, progres
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

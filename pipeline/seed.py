@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from _common import load_params, params_option
+from _common import load_params, params_option, run_stage
 from humpback.data.seed import SeedDataError, load_seed, split_heldout, to_table
 from humpback.data.shards import write_table_atomic
 from humpback.io import write_json
@@ -82,4 +82,4 @@ def main(params_path: str, tokenizer: str, out: str, metrics_path: str) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 import mlflow
 
-from _common import load_params, params_option
+from _common import load_params, params_option, run_stage
 from humpback import tracking
 from humpback.curate import histogram_rows, select, threshold_curve
 from humpback.data.shards import write_table_atomic
@@ -77,4 +77,4 @@ def main(params_path, iteration, scores, candidates, out, metrics_path):
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -34,7 +34,7 @@ import click
 import mlflow
 import pyarrow.parquet as pq
 
-from _common import load_params, params_option
+from _common import load_params, params_option, run_stage
 from humpback import tracking
 from humpback.data.shards import read_table
 from humpback.io import dir_digest, write_json
@@ -157,4 +157,4 @@ def _log_inputs(cfg, seed_data, seed, curated, curated_pairs, curator) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -46,3 +46,25 @@ def test_resource_errors_name_the_output_not_its_temp_file(code, hint):
     assert message.startswith("error: cannot write /data/out/part-00000-abc.parquet: refused")
     assert errno.errorcode[code] in message and hint in message
     assert resource_error_message(OSError(errno.ENOENT, "missing", "x")) is None
+
+
+def test_stages_leave_fast_with_their_exit_code_and_complete_outputs(tmp_path):
+    """run_stage skips Python's module teardown (2-3 s a stage) but keeps the exit code, the exit
+    handlers and every byte of the outputs."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    ok = subprocess.run([sys.executable, "pipeline/raw.py", "--out", str(tmp_path / "raw"), "--metrics",
+                         str(tmp_path / "m.json"), "--no-progress"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "raw: 120 of 120 documents kept" in ok.stderr  # the last log line made it out
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    shards = sorted((tmp_path / "raw").glob("*.parquet"))
+    assert sum(pq.read_metadata(s).num_rows for s in shards) == metrics["documents"]["kept"] == 120
+    bad = subprocess.run([sys.executable, "pipeline/raw.py", "--params", str(tmp_path / "none.yaml")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "none.yaml" in bad.stderr
+    usage = subprocess.run([sys.executable, "pipeline/raw.py", "--no-such-option"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=300)
+    assert usage.returncode == 2 and "No such option" in usage.stderr

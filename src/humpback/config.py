@@ -310,7 +310,7 @@ class TrainConfig(_Section):
     small_data_threshold: NonNegInt = 3000
     micro_batch_size: PositiveInt = 4  # per forward pass and process; the rest is gradient accumulation
     epochs: Annotated[float, Field(gt=0)] = 1.0
-    max_steps: PositiveInt | None = 2  # demo; overrides epochs (the paper: null, train for `epochs`)
+    max_steps: PositiveInt | None = 1  # demo; overrides epochs (the paper: null, train for `epochs`)
     max_length: PositiveInt = 320  # tokens per example, longer ones are truncated (demo; paper profile: 2048)
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     save_dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
