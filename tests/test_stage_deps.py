@@ -133,10 +133,11 @@ def test_not_output_deps_stay_what_their_reason_says():
     assert "write_json" not in tracking and "write_table" not in tracking
 
 
-@pytest.mark.parametrize("script", ["select_pairs", "scaling", "report"])
+@pytest.mark.parametrize("script", ["select_pairs", "scaling", "report", "evaluate"])
 def test_stages_without_a_model_do_not_import_the_model_stack(script):
     """Every stage pays its imports (torch alone is 2-3 s on 2 cores): the stages that run no model
-    (select@i, a disabled scaling, report) must not load torch or transformers just to start."""
+    (select@i, a disabled scaling, report, evaluate@reference, evaluate with a remote judge) must not
+    load torch or transformers just to start."""
     import subprocess
     import sys
 

@@ -20,10 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
-
 from humpback.config import GenerationConfig, VLLMConfig
-from humpback.models.device import device, use_bf16
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +77,10 @@ class HFEngine(GenerationEngine):
 
     def __init__(self, model_dir: str | Path, batch_size: int = 8, precision: str = "auto",
                  max_input_tokens: int = 2048):
+        import torch
         from transformers import AutoModelForCausalLM
+
+        from humpback.models.device import device, use_bf16
 
         self.tok = load_tokenizer(model_dir)
         self.dtype = torch.bfloat16 if use_bf16(precision) else torch.float32
@@ -89,10 +89,17 @@ class HFEngine(GenerationEngine):
         self.batch_size = batch_size
         self.max_input_tokens = max_input_tokens
 
-    @torch.inference_mode()
     def generate(self, conversations, sampling, on_batch=None):
+        import torch
+
         if not conversations:
             return []
+        with torch.inference_mode():
+            return self._generate(conversations, sampling, on_batch)
+
+    def _generate(self, conversations, sampling, on_batch):
+        import torch
+
         encoded = encode_chats(self.tok, conversations, self.max_input_tokens)
         # longest first: batches hold similar lengths (little padding) and memory peaks early
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
