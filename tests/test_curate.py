@@ -162,6 +162,10 @@ def test_curator_check_sits_beside_the_shards_and_selection_ignores_it(tmp_path,
     assert c["mean_real"] - c["mean_negative"] == pytest.approx(c["score_gap"], abs=1e-3)
     table, m = select(cands, tmp_path / "scores", CurateConfig(threshold=1.0))
     assert m["pairs"] == 6 and table.num_rows == 6  # the negatives are not candidates
+    # a broken check file (a full disk, a damaged cache copy) is rated again, not trusted
+    check.write_bytes(check.read_bytes()[:-40])
+    again = score_candidates(cands, tmp_path / "scores", 1, spec, cfg, read_template("rate"), "cur", progress=False)
+    assert not again.check_reused and again.check == c and len(pq.read_table(check).to_pylist()) == 6
     off = score_candidates(cands, tmp_path / "off", 1, spec, CurateConfig(negatives=0), read_template("rate"), "cur",
                            progress=False)
     assert off.check is None and "curator_check" not in off.metrics()

@@ -260,13 +260,35 @@ def score_candidates(candidates_dir: str | Path, out_dir: str | Path, iteration:
         report.unparseable.update(e for e in t["parse_error"].to_pylist() if e is not None)
         real += [v for v in t[value].to_pylist() if v is not None]
     if check_file is not None:
-        report.check_reused = check_file.exists()
-        if not report.check_reused:
-            write_table_atomic(_score_negatives(negatives, scorer, load_scorer, template, settings, progress),
-                               check_file)
+        rated = _read_check(check_file, len(negatives))
+        report.check_reused = rated is not None
+        if rated is None:
+            table = _score_negatives(negatives, scorer, load_scorer, template, settings, progress)
+            write_table_atomic(table, check_file)
+            rated = table.to_pylist()
         report.check = {"candidates_sampled": min(cfg.negatives, len(negatives) // 2),
-                        **check_metrics(real, pq.read_table(check_file).to_pylist(), value)}
+                        **check_metrics(real, rated, value)}
     return report
+
+
+def _read_check(path: Path, expected: int) -> list[dict] | None:
+    """The rated negative pairs of an earlier run, verified as shards are: None where there are
+    none, or where the file does not read whole or holds another count (it is logged and removed)."""
+    if not path.exists():
+        return None
+    import pyarrow
+
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except (pyarrow.ArrowException, OSError) as exc:
+        problem = f"unreadable ({type(exc).__name__}: {exc})"
+    else:
+        if len(rows) == expected:
+            return rows
+        problem = f"{len(rows)} rows for {expected} negative pairs"
+    log.warning("%s is broken (%s): rating the negative pairs again", path, problem)
+    path.unlink()
+    return None
 
 
 def _sampled_candidates(candidates_dir: str | Path, n: int, seed: int) -> list[dict]:
