@@ -4,7 +4,8 @@
     dvc repro answer@m1
     python pipeline/answer.py --name m1 --model models/m1 --set data/eval/set --out data/eval/answers/m1.json
 
-Reads `evaluate.generation` (T=0.7, p=0.9, seeded; its engine), `vllm`, `evaluate.inference_tag` (the paper's best:
+Reads `evaluate.generation` (T=0.7, p=0.9, seeded; its engine), `vllm`, `ray` (on a Ray cluster: one
+replica answers the whole set), `evaluate.inference_tag` (the paper's best:
 both tags) and `prompts.tag_placement`. Writes AlpacaEval's model-outputs JSON (instruction,
 output, generator, dataset), which the official `alpaca_eval --model_outputs` reads unchanged.
 """
@@ -35,7 +36,7 @@ def main(params_path, name, model_dir, set_dir, out, progress):
     rows = json.loads(open(f"{set_dir}/prompts.json", encoding="utf-8").read())
     start = time.perf_counter()
     spec = EngineSpec(model_dir, cfg.evaluate.generation, cfg.vllm)
-    outputs = answer(rows, spec, cfg.evaluate, cfg.prompts, name, progress)
+    outputs = answer(rows, spec, cfg.evaluate, cfg.prompts, name, progress, ray=cfg.ray)
     write_json(out, outputs)
     empty = sum(not o["output"] for o in outputs)
     if empty:

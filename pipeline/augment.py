@@ -4,7 +4,8 @@
     dvc repro augment
     python pipeline/augment.py --model models/backward --corpus data/corpus --out data/candidates
 
-Reads `augment.*`, `prompts.backward` and `vllm` (with `engine: vllm`). Nucleus sampling (T=0.7, p=0.9 by default) with the
+Reads `augment.*`, `prompts.backward`, `vllm` (with `engine: vllm`) and `ray` (where the missing
+shards run: here, or on a Ray cluster). Nucleus sampling (T=0.7, p=0.9 by default) with the
 backward model M_yx, prompted exactly as it was trained. Incremental per corpus shard: only shards
 whose corpus bytes, model, sampling settings or prompt changed are generated again, stale ones are
 removed, and a killed run picks up where it stopped (the output is a DVC `persist` folder).
@@ -42,9 +43,10 @@ def main(params_path, model, corpus, out, metrics_path, progress):
     template = read_template("backward", cfg.prompts.backward)
     digest = dir_digest(model)
     tags = {**tracking.base_tags([model, corpus]), "humpback.role": "augment", "humpback.backward_model": digest}
-    with tracking.stage_run(cfg.mlflow.experiment, "augment", tags, outputs=[out]):
-        mlflow.log_params({f"generation.{k}": v for k, v in g.model_dump().items()})
-        report = augment(corpus, out, EngineSpec(model, g, cfg.vllm), cfg.augment, template, digest, progress=progress)
+    with tracking.stage_run(cfg, "augment", tags, outputs=[out]):
+        spec = EngineSpec(model, g, cfg.vllm)
+        report = augment(corpus, out, spec, cfg.augment, template, digest, progress=progress, ray=cfg.ray)
+        tracking.log_engine(spec, report.ran_on)
         metrics, stats = report.metrics(), report.run_stats()
         mlflow.log_metrics({k: v for k, v in {**metrics, **stats}.items() if isinstance(v, (int, float))}
                            | {f"dropped.{k}": v for k, v in metrics["dropped"].items()})
@@ -53,8 +55,8 @@ def main(params_path, model, corpus, out, metrics_path, progress):
     if dropped := {k: v for k, v in metrics["dropped"].items() if v}:
         log.warning("%d generations were no instruction and were left out (%s; rules: augment.hygiene)",
                     sum(dropped.values()), ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in dropped.items()))
-    log.info("augment: %d candidates from %d segments; %d shards generated, %d reused, %d stale removed%s",
-             report.candidates, report.segments, report.shards_generated, report.shards_reused,
+    log.info("augment: %d candidates from %d segments; %d shards generated (%s), %d reused, %d stale removed%s",
+             report.candidates, report.segments, report.shards_generated, report.ran_on, report.shards_reused,
              report.files_removed,
              f"; {stats['segments_per_s']:.2f} segments/s" if stats["segments_per_s"] else "")
 

@@ -84,7 +84,7 @@ def main(params_path, name, answers, reference_name, set_dir, out, metrics_path,
             "humpback.role": "eval", "humpback.model": name, "humpback.reference": reference_name}
     if name[1:].isdigit() and name.startswith("m"):
         tags["humpback.iteration"] = name[1:]
-    with tracking.stage_run(cfg.mlflow.experiment, f"evaluate {name} vs {reference_name}", tags, outputs=[str(out)]):
+    with tracking.stage_run(cfg, f"evaluate {name} vs {reference_name}", tags, outputs=[str(out)]):
         mlflow.log_params({"judge": ev.judge.kind, "judge_model": ev.judge.label, "reference": reference_name,
                            "eval_set": ev.set.source, "eval_prompts": len(rows), "inference_tag": ev.inference_tag,
                            **{f"generation.{k}": v for k, v in ev.generation.model_dump().items()}})

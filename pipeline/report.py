@@ -45,7 +45,7 @@ def main(params_path, metrics_dir, plots_dir, out):
         writer.writeheader()
         writer.writerows(win_rate_rows(summary))
     tags = {**tracking.base_tags([]), "humpback.role": "report"}
-    with tracking.stage_run(cfg.mlflow.experiment, "report", tags, outputs=[plots_dir, out]):
+    with tracking.stage_run(cfg, "report", tags, outputs=[plots_dir, out]):
         for model, value in summary["win_rate"].items():
             if value is not None:
                 mlflow.log_metric(f"win_rate.{model}", value)

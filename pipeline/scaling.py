@@ -30,7 +30,7 @@ from humpback import tracking
 from humpback.config import DistributedConfig
 from humpback.data.shards import read_table
 from humpback.eval_sets import read_outputs
-from humpback.io import dir_digest, write_json
+from humpback.io import dir_digest, seeded_order, write_json
 from humpback.prompts import read_template
 
 log = logging.getLogger("humpback.scaling")
@@ -72,7 +72,7 @@ def main(params_path, out, metrics_path, progress):
 
     iteration = sc.iteration or max(cfg.iterations)
     curated = read_table(f"data/curated/iter{iteration}", ["id", "instruction", "response"]).to_pylist()
-    curated.sort(key=lambda r: hashlib.sha256(f"{cfg.curate.sample_seed}:{r['id']}".encode()).hexdigest())
+    curated = seeded_order(curated, cfg.curate.sample_seed)
     seed = (pq.read_table("data/seed/train.parquet", columns=["instruction", "response"]).to_pylist()
             if sc.with_seed else [])  # the training split only: held-out pairs stay out, as in train.py
     rows = json.loads(Path("data/eval/set/prompts.json").read_text(encoding="utf-8"))
@@ -93,7 +93,7 @@ def main(params_path, out, metrics_path, progress):
     base_digest = dir_digest("models/base")
     points, keep = [], set()
     tags = {**tracking.base_tags(["models/base", "data/seed", f"data/curated/iter{iteration}"]), "humpback.role": "scaling"}
-    with tracking.stage_run(cfg.mlflow.experiment, f"scaling iter{iteration}", tags, outputs=[out]):
+    with tracking.stage_run(cfg, f"scaling iter{iteration}", tags, outputs=[out]):
         mlflow.log_params({"sizes": sc.sizes, "iteration": iteration, "with_seed": sc.with_seed,
                            "available_pairs": len(curated), "reference": ev.reference, "judge": ev.judge.kind})
         for n in sizes:
@@ -120,7 +120,7 @@ def main(params_path, out, metrics_path, progress):
                                                              **({"max_steps": sc.steps[n]} if n in sc.steps else {})})
                     trained = train("models/base", examples, train_cfg, model_dir, progress=progress)
                     spec = EngineSpec(model_dir, ev.generation, cfg.vllm)
-                    outputs = answer(rows, spec, ev, cfg.prompts, f"scaling_n{n}", progress)
+                    outputs = answer(rows, spec, ev, cfg.prompts, f"scaling_n{n}", progress, ray=cfg.ray)
                 finally:
                     shutil.rmtree(model_dir, ignore_errors=True)
                 judged = judge_pairs(rows, outputs, references, ev.judge, template, cfg.vllm, work, progress,

@@ -5,7 +5,7 @@
     python pipeline/score.py --iteration 1 --curator models/m0 --candidates data/candidates --out data/scores/iter1
 
 Reads `curate.scorer`, `curate.template`, `curate.generation` (its engine runs both scorers),
-`curate.batch_size` and `vllm`. Scores do not
+`curate.batch_size`, `vllm` and `ray` (where the missing shards run). Scores do not
 depend on the threshold (selection does), so a threshold sweep never re-scores. Incremental and
 resumable per candidate shard, like augmentation. Writes data/scores/iter<i>/*.parquet (candidate id,
 iteration, curator digest, scorer, score 1..5 or null, expected score, probabilities, raw rating,
@@ -46,10 +46,11 @@ def main(params_path, iteration, curator, candidates, out, metrics_path, progres
     spec = EngineSpec(curator, cfg.generation, params.vllm)
     tags = {**tracking.base_tags([curator, candidates]), "humpback.role": "score",
             "humpback.iteration": str(iteration), "humpback.curator": curator}
-    with tracking.stage_run(params.mlflow.experiment, f"score iter{iteration}", tags, outputs=[out]):
+    with tracking.stage_run(params, f"score iter{iteration}", tags, outputs=[out]):
         mlflow.log_params({"scorer": cfg.scorer, "curator": curator, "template": cfg.template or "packaged rate.txt"})
         report = score_candidates(candidates, out, iteration, spec, cfg, template, dir_digest(curator),
-                                  progress=progress)
+                                  progress=progress, ray=params.ray)
+        tracking.log_engine(spec, report.ran_on)
         metrics = {"iteration": iteration, "curator": curator, "scorer": cfg.scorer, **report.metrics()}
         check = {f"curator_check.{k}": v for k, v in (report.check or {}).items() if isinstance(v, (int, float))}
         mlflow.log_metrics({f"score_{k}": v for k, v in metrics["scores"].items()} | report.run_stats()
@@ -60,8 +61,8 @@ def main(params_path, iteration, curator, candidates, out, metrics_path, progres
     if metrics["unparseable"]:
         log.warning("%d ratings had no parseable score (%s); they count as unscored",
                     metrics["unparseable"], metrics["unparseable_reasons"])
-    log.info("score@%d by %s (%s): %d pairs, scores %s; %d shards scored, %d reused", iteration, curator, cfg.scorer,
-             report.pairs, metrics["scores"], report.shards_generated, report.shards_reused)
+    log.info("score@%d by %s (%s): %d pairs, scores %s; %d shards scored (%s), %d reused", iteration, curator,
+             cfg.scorer, report.pairs, metrics["scores"], report.shards_generated, report.ran_on, report.shards_reused)
     if report.check:
         c = report.check
         log.info("score@%d curator check: ROC AUC %s of real pairs against %d negatives (other response %s, "

@@ -46,7 +46,7 @@ def main(params_path, iteration, scores, candidates, out, metrics_path):
         raise click.ClickException(str(exc)) from None
     metrics = {"iteration": iteration, **metrics}
     tags = {**tracking.base_tags([scores, candidates]), "humpback.role": "select", "humpback.iteration": str(iteration)}
-    with tracking.stage_run(params.mlflow.experiment, f"select iter{iteration}", tags, outputs=[out]):
+    with tracking.stage_run(params, f"select iter{iteration}", tags, outputs=[out]):
         shutil.rmtree(out, ignore_errors=True)
         write_table_atomic(table, Path(out) / "curated.parquet")
         mlflow.log_params({"threshold": cfg.threshold, "compared": metrics["compared"],

@@ -81,7 +81,7 @@ def main(params_path, role, name, base, seed_data, curated, curator, out, metric
     if curated:
         tags.update({"humpback.curator": curator or "unknown", "humpback.curated_data": curated})
     start = time.perf_counter()
-    run = (tracking.stage_run(cfg.mlflow.experiment, f"train {name}", tags, outputs=[out]) if main_process
+    run = (tracking.stage_run(cfg, f"train {name}", tags, outputs=[out]) if main_process
            else nullcontext())  # one MLflow run per model, opened by the main process only
     with run:
         if main_process:

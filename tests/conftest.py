@@ -29,6 +29,27 @@ def tiny_model_dir(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="session")
+def vllm_model_dir(tmp_path_factory):
+    """A tiny random Llama that vLLM's CPU kernels take (head size 32), with weights drawn wide enough
+    that greedy decoding varies with the prompt (the default init gives near-uniform logits)."""
+    import torch
+
+    from humpback.config import ModelConfig, TinyRandom
+    from humpback.models.loading import load_base_model, save_checkpoint
+
+    model, tok = load_base_model(ModelConfig(tiny_random=TinyRandom(hidden_size=64, num_heads=2, num_kv_heads=1,
+                                                                    intermediate_size=128)))
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    out = tmp_path_factory.mktemp("vllm-model")
+    save_checkpoint(model, tok, out)
+    return out
+
+
 def copy_project(dest: Path) -> dict[str, str]:
     """Copy the project's files into ``dest`` as a fresh clone has them (git-tracked and not ignored),
     make it a git repo with one commit, and return the environment to run dvc and humpback there."""

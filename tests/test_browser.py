@@ -30,6 +30,7 @@ def ui(tmp_path_factory):
     import mlflow
 
     from humpback import tracking
+    from humpback.config import Config
 
     root = tmp_path_factory.mktemp("project")
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "DVC_ROOT": str(root)}
@@ -38,7 +39,7 @@ def ui(tmp_path_factory):
     try:
         run_ids = []
         for model, rate in WIN_RATES.items():
-            with tracking.stage_run("humpback", f"evaluate {model} vs m0", {"humpback.model": model}):
+            with tracking.stage_run(Config(), f"evaluate {model} vs m0", {"humpback.model": model}):
                 mlflow.log_metrics({"eval.win_rate": rate, "eval.standard_error": 1.5})
                 run_ids.append(mlflow.active_run().info.run_id)
         exp_id = mlflow.get_experiment_by_name("humpback").experiment_id

@@ -87,6 +87,23 @@ def test_inspect_curated_pairs_filtered_and_sorted(tmp_path):
     assert "curated, 2 of 3 rows" in expected.output and "c0" not in expected.output
 
 
+def test_inspect_scores_beside_the_curator_check(tmp_path):
+    """Regression: the curator check's file in a scores folder (another schema) made `inspect` fail."""
+    import pyarrow as pa
+
+    from humpback.curate import CHECK_SCHEMA, SCORE_SCHEMA
+    from humpback.data.shards import write_table_atomic
+
+    scores = tmp_path / "scores"
+    write_table_atomic(pa.Table.from_pylist([{"id": "c0", "iteration": 1, "curator": "m", "scorer": "generate",
+                                              "score": 5, "raw": "Score: 5"}], schema=SCORE_SCHEMA),
+                       scores / "part-00000-a-k.parquet")
+    write_table_atomic(pa.Table.from_pylist([{"id": "c0", "kind": "other_response", "instruction": "q", "text": "t",
+                                              "score": 1}], schema=CHECK_SCHEMA), scores / "_curator_check-k.parquet")
+    result = CliRunner().invoke(main, ["inspect", str(scores), "-n", "0"])
+    assert result.exit_code == 0 and "scores, 1 of" in result.output and "Score: 5" in result.output, result.output
+
+
 def test_snapshot_then_inspect_the_raw_documents(tmp_path):
     """`humpback snapshot packages` writes a file the raw stage reads; `inspect` shows data/raw."""
     from humpback.config import FilesSource, RawConfig

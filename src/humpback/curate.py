@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from humpback.config import CurateConfig
+from humpback.cluster import Job, Unit
+from humpback.config import CurateConfig, RayConfig
 from humpback.data.shards import write_table_atomic
+from humpback.io import seeded_order
 from humpback.prompts import rating_messages
 from humpback.shardmap import key_seed, map_shards, pending_rows
 
@@ -115,11 +117,6 @@ def make_scorer(cfg: CurateConfig, spec: EngineSpec):
     return LogitsScorer(spec, cfg.batch_size) if cfg.scorer == "logits" else GenerateScorer(spec)
 
 
-def seeded_order(rows: list[dict], seed: int) -> list[dict]:
-    """``rows`` in an order fixed by ``seed`` and each row's id alone (not by input order)."""
-    return sorted(rows, key=lambda r: hashlib.sha256(f"{seed}:{r['id']}".encode()).hexdigest())
-
-
 # ---------------------------------------------------------------------------------- curator check
 # Does the curator tell a matched pair from a broken one? Beside the candidates it rates negative
 # pairs made from the same pool: a sampled candidate's instruction with the next sampled candidate's
@@ -198,6 +195,7 @@ class ScoreReport:
     shards_replaced_broken: int = 0
     check: dict | None = None  # the curator check's numbers; None when curate.negatives is 0
     check_reused: bool = False
+    ran_on: str = ""  # where the missing shards ran
 
     def metrics(self) -> dict:
         out = {
@@ -216,41 +214,60 @@ class ScoreReport:
                 "stale_files_removed": self.files_removed, "broken_shards_replaced": self.shards_replaced_broken}
 
 
+@dataclass
+class ScoreJob(Job):
+    """Rated pairs (id, instruction, text) -> score rows (settings only: it may run on a Ray worker)."""
+
+    spec: EngineSpec
+    cfg: CurateConfig
+    template: str
+    iteration: int
+    curator_digest: str
+
+    def setup(self) -> None:
+        self.scorer = make_scorer(self.cfg, self.spec)
+
+    def run(self, rows: pa.Table, key: str, progress) -> pa.Table:
+        pairs = rows.select(["id", "instruction", "text"]).to_pylist()
+        convs = [rating_messages(p["instruction"], p["text"], self.template) for p in pairs]
+        scored = self.scorer.score(convs, key_seed(key), progress)
+        return pa.Table.from_pylist(
+            [{"id": p["id"], "iteration": self.iteration, "curator": self.curator_digest, "scorer": self.cfg.scorer,
+              **r} for p, r in zip(pairs, scored)], schema=SCORE_SCHEMA)
+
+
 def score_candidates(candidates_dir: str | Path, out_dir: str | Path, iteration: int, spec: EngineSpec,
-                     cfg: CurateConfig, template: str, curator_digest: str, progress: bool = True) -> ScoreReport:
-    """Bring ``out_dir`` in line with the candidate shards; the curator is only loaded if work is left."""
+                     cfg: CurateConfig, template: str, curator_digest: str, progress: bool = True,
+                     ray: RayConfig = RayConfig()) -> ScoreReport:
+    """Bring ``out_dir`` in line with the candidate shards; the curator is only loaded if work is
+    left (here, or on the Ray workers of ``ray``)."""
     from tqdm.auto import tqdm
 
     settings = {"curator": curator_digest, "scorer": cfg.scorer, "template": template, "iteration": iteration,
                 "generation": cfg.generation.model_dump() if cfg.scorer == "generate" else None, **spec.identity()}
-    scorer: list = []
-    bar = tqdm(total=pending_rows(candidates_dir, out_dir, settings), desc=f"score@{iteration}", unit="pair",
-               disable=not progress, mininterval=1.0)
-
-    def work(shard: Path, key: str) -> pa.Table:
-        pairs = pq.read_table(shard, columns=["id", "instruction", "text"]).to_pylist()
-        convs = [rating_messages(p["instruction"], p["text"], template) for p in pairs]
-        rows = scorer[0].score(convs, key_seed(key), bar.update)
-        return pa.Table.from_pylist(
-            [{"id": p["id"], "iteration": iteration, "curator": curator_digest, "scorer": cfg.scorer, **r}
-             for p, r in zip(pairs, rows)], schema=SCORE_SCHEMA)
-
-    def load_scorer() -> None:
-        if not scorer:
-            scorer.append(make_scorer(cfg, spec))
-
-    negatives, check_file = [], None
+    negatives, check_file, rated, extra = [], None, None, []
     if cfg.negatives:
         negatives = negative_pairs(_sampled_candidates(candidates_dir, cfg.negatives, cfg.sample_seed),
                                    cfg.negatives, cfg.sample_seed)
         blob = json.dumps([settings, negatives], sort_keys=True, default=str).encode()
         check_file = Path(out_dir) / f"_curator_check-{hashlib.sha256(blob).hexdigest()[:12]}.parquet"
-    result = map_shards(candidates_dir, out_dir, settings, work, setup=load_scorer,
+        rated = _read_check(check_file, len(negatives))
+        if rated is None and not negatives:  # fewer than two candidates: nothing to rate
+            write_table_atomic(CHECK_SCHEMA.empty_table(), check_file)
+            rated = []
+        elif rated is None:
+            extra = [_check_unit(negatives, check_file, settings)]
+    bar = tqdm(total=pending_rows(candidates_dir, out_dir, settings) + sum(u.rows for u in extra),
+               desc=f"score@{iteration}", unit="pair", disable=not progress, mininterval=1.0)
+    job = ScoreJob(spec.resolved(), cfg, template, iteration, curator_digest)
+    result = map_shards(candidates_dir, out_dir, settings, job, ray, bar.update,
                         on_done=lambda out: log.info("wrote %s", out.name),
-                        keep={check_file.name} if check_file else ())
+                        keep={check_file.name} if check_file else (), columns=["id", "instruction", "text"],
+                        extra=extra)
     bar.close()
     report = ScoreReport(shards_generated=result.generated, shards_reused=result.reused,
-                         files_removed=result.removed, shards_replaced_broken=result.replaced_broken)
+                         files_removed=result.removed, shards_replaced_broken=result.replaced_broken,
+                         ran_on=result.ran_on)
     value = "expected_score" if cfg.scorer == "logits" else "score"
     real = []
     for out in result.outputs:
@@ -260,12 +277,8 @@ def score_candidates(candidates_dir: str | Path, out_dir: str | Path, iteration:
         report.unparseable.update(e for e in t["parse_error"].to_pylist() if e is not None)
         real += [v for v in t[value].to_pylist() if v is not None]
     if check_file is not None:
-        rated = _read_check(check_file, len(negatives))
         report.check_reused = rated is not None
-        if rated is None:
-            table = _score_negatives(negatives, scorer, load_scorer, template, settings, progress)
-            write_table_atomic(table, check_file)
-            rated = table.to_pylist()
+        rated = rated if rated is not None else pq.read_table(check_file).to_pylist()
         report.check = {"candidates_sampled": min(cfg.negatives, len(negatives) // 2),
                         **check_metrics(real, rated, value)}
     return report
@@ -304,20 +317,19 @@ def _sampled_candidates(candidates_dir: str | Path, n: int, seed: int) -> list[d
             for row in shard.filter(pc.is_in(shard["id"], value_set=chosen)).to_pylist()]
 
 
-def _score_negatives(negatives: list[dict], scorer: list, load_scorer, template: str, settings: dict,
-                     progress: bool) -> pa.Table:
-    from tqdm.auto import tqdm
+def _check_unit(negatives: list[dict], check_file: Path, settings: dict) -> Unit:
+    """The negative pairs as one more unit of the score job, seeded from the settings; its output
+    goes to ``check_file`` with each pair's kind."""
 
-    if not negatives:
-        return CHECK_SCHEMA.empty_table()
-    load_scorer()
-    convs = [rating_messages(p["instruction"], p["text"], template) for p in negatives]
-    seed = key_seed(hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest())
-    with tqdm(total=len(negatives), desc="curator check", unit="pair", disable=not progress, mininterval=1.0) as bar:
-        rows = scorer[0].score(convs, seed, bar.update)
-    return pa.Table.from_pylist([{**p, "score": r["score"], "expected_score": r["expected_score"],
-                                  "parse_error": r["parse_error"]} for p, r in zip(negatives, rows)],
-                                schema=CHECK_SCHEMA)
+    def write(scored: pa.Table) -> None:
+        rows = [{**p, "score": r["score"], "expected_score": r["expected_score"], "parse_error": r["parse_error"]}
+                for p, r in zip(negatives, scored.to_pylist())]
+        write_table_atomic(pa.Table.from_pylist(rows, schema=CHECK_SCHEMA), check_file)
+
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+    pairs = pa.Table.from_pylist([{"id": p["id"], "instruction": p["instruction"], "text": p["text"]}
+                                  for p in negatives])
+    return Unit(check_file.name, key, len(negatives), lambda: pairs, write)
 
 
 # --------------------------------------------------------------------------------------- select@i

@@ -20,7 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from humpback.config import EvaluateConfig, JudgeConfig, PromptsConfig, VLLMConfig
+import pyarrow as pa
+
+from humpback.cluster import Job, Unit, run_units
+from humpback.config import EvaluateConfig, JudgeConfig, PromptsConfig, RayConfig, VLLMConfig
 from humpback.eval_sets import model_outputs
 from humpback.judges import Judge, Verdict
 from humpback.models.generation import EngineSpec
@@ -32,16 +35,36 @@ log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------------- answer@m
+@dataclass
+class AnswerJob(Job):
+    """Eval prompts (instruction) -> outputs (settings only: it may run on a Ray worker)."""
+
+    spec: EngineSpec
+    cfg: EvaluateConfig
+    prompts: PromptsConfig
+
+    def setup(self) -> None:
+        self.engine = self.spec.generator()
+
+    def run(self, rows: pa.Table, key: str, progress) -> pa.Table:
+        convs = [forward_messages(i, self.cfg.inference_tag, self.prompts) for i in rows["instruction"].to_pylist()]
+        texts = self.engine.generate(convs, self.spec.sampling(), progress)  # the section's seed
+        return pa.table({"output": [t.strip() for t in texts]})
+
+
 def answer(rows: list[dict], spec: EngineSpec, cfg: EvaluateConfig, prompts: PromptsConfig,
-           generator: str, progress: bool = True) -> list[dict]:
-    """Every prompt answered once, with the inference tag, in AlpacaEval's model-outputs format."""
+           generator: str, progress: bool = True, ray: RayConfig = RayConfig()) -> list[dict]:
+    """Every prompt answered once, with the inference tag, in AlpacaEval's model-outputs format.
+    One unit: an eval set is small, and one engine call keeps the answers those of a single run."""
     from tqdm.auto import tqdm
 
-    convs = [forward_messages(r["instruction"], cfg.inference_tag, prompts) for r in rows]
-    engine = spec.generator()
-    with tqdm(total=len(convs), desc=f"answer {generator}", unit="prompt", disable=not progress) as bar:
-        texts = engine.generate(convs, spec.sampling(), bar.update)
-    return model_outputs(rows, [t.strip() for t in texts], generator)
+    prompts_table = pa.table({"instruction": [r["instruction"] for r in rows]})
+    texts: list[str] = []
+    with tqdm(total=len(rows), desc=f"answer {generator}", unit="prompt", disable=not progress) as bar:
+        run_units(AnswerJob(spec.resolved(), cfg, prompts),
+                  [Unit(generator, "", len(rows), lambda: prompts_table, lambda t: texts.extend(t["output"].to_pylist()))],
+                  ray, bar.update)
+    return model_outputs(rows, texts, generator)
 
 
 # --------------------------------------------------------------------------------------- evaluate@m

@@ -1,4 +1,5 @@
-"""Small file helpers shared by the stages: atomic JSON writes, content digests, logging set-up."""
+"""Small helpers shared by the stages: atomic JSON writes, content digests, logging set-up, the
+seeded order of rows."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import io
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -39,12 +40,18 @@ def dir_digest(path: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
+def seeded_order(rows: list, seed: int, ident: Callable[[object], str] = lambda r: r["id"]) -> list:
+    """``rows`` in an order fixed by ``seed`` and each row's identity alone (not by input order):
+    the one way every stage samples (seed pairs, package pages, curated subsets, negatives), so a
+    row added or removed never reshuffles the others."""
+    return sorted(rows, key=lambda r: hashlib.sha256(f"{seed}:{ident(r)}".encode()).hexdigest())
+
+
 def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    level = logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for handler in logging.getLogger().handlers:  # libraries that set their loggers to DEBUG (Ray Data's
+        handler.setLevel(level)  # usage probes log tracebacks there) print through ours at our level
     # third-party chatter that says nothing about our data
     for noisy in ("httpx", "urllib3", "filelock", "datasets", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -8,7 +8,8 @@ hashes everything the output depends on (the input shard's bytes and the caller'
 3. verifies each existing output before trusting it (it reads whole, and its rows plus the rows its
    stats say were left out equal the input shard's rows); a broken one (a full disk, an interrupted
    copy, a damaged cache file) is logged, deleted and computed again,
-4. computes only the missing outputs, each written atomically.
+4. computes only the missing outputs, here or on a Ray cluster (:mod:`humpback.cluster`), each
+   written atomically by this process as soon as it is done.
 
 So a crash loses at most the shard in flight, one new input shard costs one shard of work, and the
 folder always equals what a from-scratch run would write (the work function must be deterministic
@@ -20,13 +21,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from humpback.cluster import Job, Unit, run_units
+from humpback.config import RayConfig
 from humpback.data.shards import shard_files, write_table_atomic
 
 STATS_KEY = b"humpback.stats"
@@ -89,16 +92,19 @@ class MapResult:
     removed: int = 0
     replaced_broken: int = 0  # existing outputs that failed verification and were computed again
     rows_processed: int = 0  # input rows of the shards computed in this run
+    ran_on: str = "nothing to run"  # where the missing shards ran (humpback.cluster.run_units)
 
 
-def map_shards(input_dir: str | Path, out_dir: str | Path, settings: dict,
-               work: Callable[[Path, str], pa.Table], setup: Callable[[], None] | None = None,
-               on_done: Callable[[Path], None] | None = None, keep: Collection[str] = ()) -> MapResult:
-    """Bring ``out_dir`` in line with ``input_dir``; ``work(input_shard, key)`` computes one output.
+def map_shards(input_dir: str | Path, out_dir: str | Path, settings: dict, job: Job, ray: RayConfig = RayConfig(),
+               progress: Callable[[int], None] = lambda n: None, on_done: Callable[[Path], None] | None = None,
+               keep: Collection[str] = (), columns: list[str] | None = None, extra: Sequence[Unit] = ()) -> MapResult:
+    """Bring ``out_dir`` in line with ``input_dir``; ``job.run(rows, key)`` computes one output
+    from an input shard's rows (``columns`` of them, or all).
 
-    ``setup`` runs once before the first missing shard (e.g. loading a model), never when all
-    outputs already exist. Files in ``out_dir`` that are neither wanted outputs nor named in
-    ``keep`` are removed (stale work of other settings).
+    The job's engine is built only when an output is missing (never when all exist), here or on the
+    Ray workers (``ray``). Files in ``out_dir`` that are neither wanted outputs nor named in
+    ``keep`` are removed (stale work of other settings). ``extra`` units run with the missing
+    shards, on the same replicas (the curator check's negative pairs).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -118,14 +124,19 @@ def map_shards(input_dir: str | Path, out_dir: str | Path, settings: dict,
             result.replaced_broken += 1
     todo = [(s, o, k) for s, o, k in plan if not o.exists()]
     result.reused = len(plan) - len(todo)
-    if todo and setup is not None:
-        setup()
-    for shard, out, key in todo:
-        write_table_atomic(work(shard, key), out)
-        result.generated += 1
-        result.rows_processed += pq.read_metadata(shard).num_rows
-        if on_done:
-            on_done(out)
+
+    def unit(shard: Path, out: Path, key: str) -> Unit:
+        def write(table: pa.Table) -> None:
+            write_table_atomic(table, out)
+            result.generated += 1
+            result.rows_processed += rows
+            if on_done:
+                on_done(out)
+
+        rows = pq.read_metadata(shard).num_rows
+        return Unit(out.name, key, rows, lambda: pq.read_table(shard, columns=columns), write)
+
+    result.ran_on = run_units(job, [unit(*t) for t in todo] + list(extra), ray, progress)
     return result
 
 

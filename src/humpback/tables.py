@@ -53,7 +53,10 @@ def load(path: str | Path, candidates: str | Path | None = "data/candidates") ->
         return _kind(set(rows[0]), path), rows
     import pyarrow.parquet as pq
 
-    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    from humpback.data.shards import shard_files
+
+    # a folder's shards only: not the curator check (_curator_check-*.parquet) nor temp files beside them
+    files = shard_files(path) if path.is_dir() else [path]
     if not files or any(f.suffix != ".parquet" for f in files):
         raise NotAHumpbackDataset(f"{path}: no Parquet shards here")
     try:

@@ -96,7 +96,7 @@ _PARENT: dict[str, str] = {}  # the current stage's parent run id, for log_to_pa
 
 
 @contextmanager
-def stage_run(experiment: str, run_name: str, tags: dict[str, str], outputs: list[str] = ()):
+def stage_run(cfg, run_name: str, tags: dict[str, str], outputs: list[str] = ()):
     """An MLflow child run for one stage, under the run of its pipeline execution (one `dvc
     repro` or `dvc exp run`). Inputs' DVC hashes come in ``tags`` (:func:`base_tags`); outputs
     get a content digest when the stage ends and their DVC md5 once DVC has recorded it in
@@ -107,9 +107,9 @@ def stage_run(experiment: str, run_name: str, tags: dict[str, str], outputs: lis
     for noisy in ("mlflow", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK", "true")
-    exp_id = setup(experiment)
+    exp_id = setup(cfg.mlflow.experiment)
     client = mlflow.MlflowClient()
-    parent = parent_run_id(client, exp_id)
+    parent = parent_run_id(client, exp_id, cfg.as_written())
     _PARENT["id"] = parent
     _backfill_output_hashes(client, exp_id, parent)
     tags = {**tags, "humpback.outputs": ",".join(outputs)} if outputs else dict(tags)
@@ -137,6 +137,19 @@ def log_to_parent(metrics: dict[str, float]) -> None:
     for key, value in metrics.items():
         if value is not None:
             client.log_metric(_PARENT["id"], key, float(value))
+
+
+def log_engine(spec, ran_on: str | None = None) -> None:
+    """A model stage's engine as params of its run (the generation section, and the ``vllm``
+    section where vLLM runs), and where its missing work ran as the tag ``humpback.ran_on``."""
+    import mlflow
+
+    params = {f"generation.{k}": v for k, v in spec.generation.model_dump().items()}
+    if spec.engine == "vllm":
+        params |= {f"vllm.{k}": v for k, v in spec.vllm.model_dump().items()}
+    mlflow.log_params(params)
+    if ran_on:
+        mlflow.set_tag("humpback.ran_on", ran_on)
 
 
 def _backfill_output_hashes(client, experiment_id: str, parent: str) -> None:
@@ -186,10 +199,10 @@ def execution() -> tuple[str, str]:
     return f"manual-{me.pid}-{int(me.create_time())}", "manual"
 
 
-def parent_run_id(client, experiment_id: str, params_path: str | Path = "params.yaml") -> str:
-    """The MLflow run of this pipeline execution, created by its first stage: every params.yaml
-    value as a param (so the UI compares experiments by threshold, model, ...), git commit and DVC
-    experiment as tags."""
+def parent_run_id(client, experiment_id: str, params: dict) -> str:
+    """The MLflow run of this pipeline execution, created by its first stage: every value of the
+    stage's params file (``params``, as written) as a param, so the UI compares experiments by
+    threshold, model, ...; git commit and DVC experiment as tags."""
     key, name = execution()
     found = client.search_runs([experiment_id], filter_string=f"tags.`humpback.execution` = '{key}'", max_results=1)
     if found:
@@ -197,10 +210,6 @@ def parent_run_id(client, experiment_id: str, params_path: str | Path = "params.
     tags = {"humpback.execution": key, "humpback.role": "pipeline", "git.commit": git_commit() or "unknown",
             "dvc.exp": os.environ.get("DVC_EXP_NAME", "workspace")}
     run = client.create_run(experiment_id, run_name=name, tags=tags)
-    try:
-        params = yaml.safe_load(Path(params_path).read_text()) or {}
-    except OSError:
-        params = {}
     from mlflow.entities import Param
 
     from humpback.io import flatten

@@ -7,7 +7,6 @@ the reason, so the corpus stage counts it and names the file in a warning instea
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata as md
 import json
 import logging
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from humpback.config import FilesSource, HubSource
 from humpback.data.segment import format_for_content_type, format_for_suffix
-from humpback.io import inner_suffix, open_binary
+from humpback.io import inner_suffix, open_binary, seeded_order
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +71,7 @@ def iter_python_packages(order_seed: int, max_chars: int) -> Iterator[Document]:
         name = dist.metadata.get("Name")
         if name and _canonical(name) not in dists:
             dists[_canonical(name)] = dist
-    order = sorted(dists, key=lambda n: hashlib.sha256(f"{order_seed}:{n}".encode()).hexdigest())
+    order = seeded_order(list(dists), order_seed, ident=str)
     for key in order:
         meta = dists[key].metadata
         name, version = meta.get("Name"), meta.get("Version")

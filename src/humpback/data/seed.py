@@ -8,7 +8,6 @@ order of the prompt's message id: deterministic, independent of file order, and 
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ import pyarrow as pa
 from humpback.config import SeedConfig
 from humpback.data.dedup import content_id
 from humpback.data.shards import SEED_SCHEMA
-from humpback.io import read_records
+from humpback.io import read_records, seeded_order
 
 OASST_PAPER_PAIRS = 3200
 
@@ -97,11 +96,7 @@ def oasst_first_turn_pairs(messages: Iterable[dict], lang: str = "en") -> list[d
 def select_pairs(pairs: list[dict], max_pairs: int | None, seed: int) -> list[dict]:
     """The first ``max_pairs`` pairs in a seeded hash order of their key (message id or text)."""
 
-    def key(p: dict) -> str:
-        ident = p.get("message_id") or p["instruction"] + "\x00" + p["response"]
-        return hashlib.sha256(f"{seed}:{ident}".encode()).hexdigest()
-
-    ordered = sorted(pairs, key=key)
+    ordered = seeded_order(pairs, seed, lambda p: p.get("message_id") or p["instruction"] + "\x00" + p["response"])
     return ordered if max_pairs is None else ordered[:max_pairs]
 
 

@@ -13,6 +13,7 @@ engine and ``Sampling.seed``, so a stage that seeds each shard separately reprod
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 from abc import ABC, abstractmethod
@@ -137,6 +138,12 @@ class EngineSpec:
     @property
     def engine(self) -> str:
         return self.generation.engine
+
+    def resolved(self) -> "EngineSpec":
+        """The same spec with an absolute model path: valid in a Ray worker, whose working folder differs."""
+        spec = copy.copy(self)  # a copy, not dataclasses.replace: subclasses keep what they hold
+        object.__setattr__(spec, "model_dir", Path(self.model_dir).resolve())
+        return spec
 
     def sampling(self, seed: int | None = None) -> Sampling:
         """The section's sampling settings; ``seed`` (a shard's) replaces the section's seed."""
