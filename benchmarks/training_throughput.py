@@ -61,10 +61,18 @@ def main(model_dir, seed_data, steps, micro_batch, max_length, precision, varian
     dtype = "bfloat16" if use_bf16(precision) else "float32"
     gflops_before = matmul_gflops(dtype)
     rows: list[dict] = []
+
+    def config(name: str) -> TrainConfig:
+        return TrainConfig(max_steps=None, epochs=1.0, micro_batch_size=micro_batch, small_data_batch_size=micro_batch,
+                           max_length=max_length, precision=precision, checkpoint_steps=None, dropout=0.0,
+                           sft={**VARIANTS[name], "include_num_input_tokens_seen": "non_padding"})
+
+    # one untimed step first: the first training in a process pays for the device's set-up (on a GPU
+    # its context and kernel choices: the first row measured 5x slower than the same row run last)
+    with tempfile.TemporaryDirectory(prefix="bench-warmup-") as work:
+        build_trainer(model_dir, examples[:micro_batch], config("padded"), work, progress=False).train()
     for name in [v for v in variants.split(",") if v]:
-        cfg = TrainConfig(max_steps=None, epochs=1.0, micro_batch_size=micro_batch, small_data_batch_size=micro_batch,
-                          max_length=max_length, precision=precision, checkpoint_steps=None, dropout=0.0,
-                          sft={**VARIANTS[name], "include_num_input_tokens_seen": "non_padding"})
+        cfg = config(name)
         with tempfile.TemporaryDirectory(prefix="bench-train-") as work:
             trainer = build_trainer(model_dir, examples, cfg, work, progress=False)
             params = count_parameters(trainer.model) - trainer.model.get_input_embeddings().weight.numel() * (

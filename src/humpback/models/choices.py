@@ -59,12 +59,15 @@ class HFChoiceReader(ChoiceReader):
     a prompt): that shared prefix is computed once and its key/value cache reused by every batch, so
     each conversation costs only its own tokens. Results equal the plain computation up to float
     rounding; models whose cache is not plain attention (linear or sliding attention) skip the reuse.
+    By default the reuse is on where the model runs on CPU only: there it paid 1.3x on the demo's
+    pairs, while on an H100 (bf16, benchmarks/results/generation-h100-bf16-*.json) copying the cache
+    into each batch cost more than the prefix it saved (0.86x at batch 16, 0.69x at batch 8).
     """
 
     MIN_SHARED_PREFIX = 16  # tokens: below this, reuse saves less than the cache copies cost
 
     def __init__(self, model_dir: str | Path, choices: Sequence[str], prefix: str, batch_size: int = 8,
-                 precision: str = "auto", max_input_tokens: int = 2048, reuse_prefix: bool = True):
+                 precision: str = "auto", max_input_tokens: int = 2048, reuse_prefix: bool | None = None):
         from transformers import AutoModelForCausalLM
 
         self.tok = load_tokenizer(model_dir)
@@ -73,7 +76,7 @@ class HFChoiceReader(ChoiceReader):
         self.prefix, self.choices = prefix, list(choices)
         self.choice_ids = choice_token_ids(self.tok, prefix, self.choices)
         self.batch_size, self.max_input_tokens = batch_size, max_input_tokens
-        self.reuse_prefix = reuse_prefix
+        self.reuse_prefix = self.model.device.type == "cpu" if reuse_prefix is None else reuse_prefix
 
     def _prefix_cache(self, ids: list[int]):
         """The key/value cache of ``ids`` (batch of one), or None where it cannot be reused safely."""
