@@ -62,7 +62,10 @@ HELDOUT_MAX_TOKENS = 2048
               help="Also score the held-out pairs under the base model (M1..Mn skip it: M0 did the same).")
 def main(params_path, role, name, base, seed_data, curated, curator, out, metrics_path, heldout_base):
     cfg = load_params(params_path)
-    relaunch_if_distributed(cfg.train, __file__, sys.argv[1:])
+    try:
+        relaunch_if_distributed(cfg.train, __file__, sys.argv[1:])
+    except (RuntimeError, FileNotFoundError) as exc:  # a launch that cannot work here: one line, no traceback
+        raise click.ClickException(str(exc)) from None
     main_process = is_main_process()
     seed = pq.read_table(f"{seed_data}/train.parquet", columns=["instruction", "response"]).to_pylist()
     curated_pairs = read_table(curated, ["instruction", "response"]).to_pylist() if curated else []

@@ -229,6 +229,19 @@ def test_a_checkpoint_of_other_data_or_params_is_never_resumed(tiny_model_dir):
     assert key != run_key(tiny_model_dir, examples, TrainConfig(**RESUME, distributed={"processes": 2}))
 
 
+def test_a_gpu_only_strategy_on_cpu_stops_the_stage_with_one_line(tmp_path):
+    """Regression: the paper profile's DeepSpeed on a CPU-only machine ended train_* in a traceback."""
+    params = tmp_path / "params.yaml"
+    params.write_text(json.dumps({"train": {"distributed": {"processes": 2, "strategy": "deepspeed_zero3"}}}))
+    root = Path(__file__).parents[1]
+    done = subprocess.run([sys.executable, str(root / "pipeline/train.py"), "--params", str(params), "--role",
+                           "forward", "--name", "m0", "--base", str(tmp_path), "--seed-data", str(tmp_path), "--out",
+                           str(tmp_path / "m0")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    assert "train.distributed.strategy deepspeed_zero3 needs GPUs; on CPU use ddp (gloo)" in done.stderr
+
+
 def test_shipped_accelerate_configs_parse_and_launch_lines_follow_params(tmp_path, monkeypatch):
     """Every strategy's accelerate config passes accelerate's own loader (which rejects unknown
     keys); FSDP and DeepSpeed refuse CPU-only machines instead of quietly running DDP."""
