@@ -18,6 +18,18 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True)
+def _tracking_uri_left_as_found():
+    """mlflow.set_tracking_uri also sets MLFLOW_TRACKING_URI, which every later test's subprocesses
+    (dvc repro, stages) would inherit, sending their runs to another store: no test may leave it."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    after = os.environ.get("MLFLOW_TRACKING_URI")
+    if after != before:
+        os.environ.pop("MLFLOW_TRACKING_URI", None) if before is None else os.environ.update(MLFLOW_TRACKING_URI=before)
+        pytest.fail(f"the test left MLFLOW_TRACKING_URI={after} (was {before}): use MlflowClient(tracking_uri=...)")
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     from humpback.config import ModelConfig, TinyRandom

@@ -206,9 +206,11 @@ def test_the_augment_stage_runs_on_the_cluster_named_by_RAY_ADDRESS(ray_head, tm
     assert _files(tmp_path / "ray") == _files(serial)
     import mlflow
 
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
-    run = mlflow.search_runs(experiment_names=["humpback"], filter_string="tags.`humpback.role` = 'augment'",
-                             output_format="list")[0]
+    # a client of its own: mlflow.set_tracking_uri would also set MLFLOW_TRACKING_URI for every later
+    # test's subprocesses (and send their runs here)
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.get_experiment_by_name("humpback")
+    run = client.search_runs([exp.experiment_id], filter_string="tags.`humpback.role` = 'augment'")[0]
     assert run.data.tags["humpback.ran_on"].startswith(f"Ray ({ray_head})")
     assert run.data.params["generation.max_new_tokens"] == "16" and "vllm.tensor_parallel_size" not in run.data.params
     assert pq.read_table(shard_files(tmp_path / "ray")[0]).num_rows == 2

@@ -381,7 +381,7 @@ def test_repro_again_does_nothing_and_a_param_change_reruns_only_its_stage(repo)
     assert json.loads((dest / "metrics/corpus.json").read_text())["segments"]["kept"] == 12
     # the first 12 segments are the same, so the first shards' candidates are reused, not regenerated
     assert json.loads((dest / "metrics/augment.json").read_text())["shards"] == 2
-    assert "1 shards generated, 1 reused" in log
+    assert "1 shards generated (in process), 1 reused" in log
 
     params["augment"]["generation"]["max_new_tokens"] = 4
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -502,7 +502,7 @@ def test_generation_stages_run_on_vllm(repo, tmp_path):
     log = _run([str(BIN / "dvc"), "repro", "--single-item", *stages], work, env, timeout=900)
     for stage in stages:
         assert f"Running stage '{stage}'" in log
-    assert "shards generated, 0 reused" in log  # the hf run's candidate shards were not taken for vLLM's
+    assert "shards generated (in process), 0 reused" in log  # the hf run's candidate shards were not taken for vLLM's
     segments = json.loads((work / "metrics/corpus.json").read_text())["segments"]["kept"]
     augmented = json.loads((work / "metrics/augment.json").read_text())
     assert augmented["segments"] == segments and augmented["candidates"] + sum(augmented["dropped"].values()) == segments
