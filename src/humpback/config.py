@@ -603,6 +603,12 @@ class Config(_Section):
         """The params as the file wrote them (before defaults), e.g. for an MLflow run's params."""
         return self._written
 
+    def __eq__(self, other) -> bool:
+        """Equal settings are equal configs, however they were written (defaults spelt out or not)."""
+        if not isinstance(other, Config):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
     @field_validator("iterations", mode="before")
     @classmethod
     def _quoted_keys(cls, value):
