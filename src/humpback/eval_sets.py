@@ -107,6 +107,16 @@ def read_difficulty(path: str | Path, rows: list[dict]) -> dict[int, float]:
     return values
 
 
+def read_prompts(set_dir: str | Path) -> list[dict]:
+    """The eval set the eval_set stage wrote (data/eval/set/prompts.json): index, instruction,
+    dataset, reference output."""
+    path = Path(set_dir) / "prompts.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise EvalSetError(f"{path}: cannot read the eval set ({exc}); run `dvc repro eval_set`") from None
+
+
 def read_outputs(path: str | Path, rows: list[dict]) -> list[dict]:
     """Model outputs aligned with the set: one per prompt, same instructions, same order."""
     path = Path(path)

@@ -90,49 +90,70 @@ def flatten(obj, prefix: str = "") -> dict[str, object]:
     return {prefix: obj}
 
 
-def read_records(path: Path, error: type[Exception] = ValueError, what: str = "data") -> Iterator[tuple[str, dict]]:
-    """(location, row) for every row of a .jsonl/.json/.parquet file (optionally .gz or .zst); the
-    location (``file:line``, ``file row i``) lets callers name the exact row in their errors. A file
-    that cannot be read to its end (truncated, corrupt, not UTF-8, no permission) raises ``error``
-    naming it; a missing one FileNotFoundError."""
+def read_records(path: Path, error: type[Exception] = ValueError, what: str = "data",
+                 skip_bad_rows: bool = False) -> Iterator[tuple[str, dict | None]]:
+    """(location, row) for every row of a .jsonl/.json/.parquet file (optionally .gz or .zst): the
+    one reader of row files, for the seed and eval sets (strict) and for corpus files
+    (``skip_bad_rows``). The location (``file:line``, ``file#i``) lets callers name the exact row.
+
+    Strict, a line that is not JSON raises ``error`` naming it; with ``skip_bad_rows`` it comes as
+    ``(location, None)`` and reading goes on (a crawl has broken lines; a .json file that is no JSON
+    comes as one such row, and one object stands for a list of one). A file that cannot be read to its
+    end (truncated, corrupt, no permission) raises ``error`` naming it, with the cause chained; a
+    missing one FileNotFoundError. Parquet is read a batch at a time."""
     import zlib
 
     from pyarrow import ArrowException
 
     try:
-        yield from _read_records(path, error, what)
+        yield from _read_records(Path(path), error, what, skip_bad_rows)
     except (FileNotFoundError, error):
         raise
     except (OSError, EOFError, zlib.error, UnicodeDecodeError, ArrowException) as exc:
         raise error(f"{path}: the {what} file cannot be read to its end ({type(exc).__name__}: {exc}); "
-                    "replace or remove it") from None
+                    "replace or remove it") from exc
 
 
-def _read_records(path: Path, error: type[Exception], what: str) -> Iterator[tuple[str, dict]]:
+def _read_records(path: Path, error: type[Exception], what: str, skip: bool) -> Iterator[tuple[str, dict | None]]:
     suffix = inner_suffix(path)
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        for i, row in enumerate(pq.read_table(path).to_pylist()):
-            yield f"{path} row {i}", row
+        i = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+            for row in batch.to_pylist():
+                yield f"{path}#{i}", row
+                i += 1
         return
     if suffix not in (".jsonl", ".json"):
         raise error(f"{path}: unsupported {what} file type '{suffix}' (use .jsonl, .json or .parquet)")
-    with io.TextIOWrapper(open_binary(path), encoding="utf-8") as fh:
+    with open_binary(path) as fh:
         if suffix == ".json":
             try:
-                data = json.load(fh)
-            except json.JSONDecodeError as exc:
-                raise error(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+                data = json.loads(fh.read())
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                if skip:
+                    yield str(path), None
+                    return
+                detail = f"{exc.msg}, line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
+                raise error(f"{path}: not valid JSON ({detail})") from None
             if not isinstance(data, list):
-                raise error(f"{path}: a .json {what} file must hold a list of objects")
+                if not skip:
+                    raise error(f"{path}: a .json {what} file must hold a list of objects")
+                data = [data]
             for i, row in enumerate(data):
-                yield f"{path} item {i}", row
+                yield f"{path}#{i}", row
             return
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
                 yield f"{path}:{lineno}", json.loads(line)
-            except json.JSONDecodeError as exc:
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                if skip:
+                    yield f"{path}:{lineno}", None
+                    continue
+                if isinstance(exc, UnicodeDecodeError):
+                    raise error(f"{path}:{lineno}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                                f"save the {what} file as UTF-8") from None
                 raise error(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None

@@ -8,7 +8,6 @@ the reason, so the corpus stage counts it and names the file in a warning instea
 from __future__ import annotations
 
 import importlib.metadata as md
-import json
 import logging
 import re
 from collections.abc import Iterable, Iterator
@@ -17,7 +16,7 @@ from pathlib import Path
 
 from humpback.config import FilesSource, HubSource
 from humpback.data.segment import format_for_content_type, format_for_suffix
-from humpback.io import inner_suffix, open_binary, seeded_order
+from humpback.io import inner_suffix, open_binary, read_records, seeded_order
 
 log = logging.getLogger(__name__)
 
@@ -133,58 +132,37 @@ def _row_document(row: dict, source: str, where: str, text_column: str, url_colu
                     license=license_ if isinstance(license_, str) else None)
 
 
+class _BrokenRowFile(Exception):
+    """A row file that cannot be read to its end (the cause is chained)."""
+
+
 def _iter_rows(path: Path, src: FilesSource, max_chars: int) -> Iterator[Document]:
     """Rows of a .jsonl / .json (a list of objects) / .parquet file, each row one document."""
     fmt = "markdown" if src.format == "auto" else src.format
-    suffix = inner_suffix(path)
     missing = 0
-
-    def document(row, where: str) -> Document:
-        nonlocal missing
-        doc = _row_document(row, "files", where, src.text_column, src.url_column, fmt)
-        missing += doc.skip == "missing_text"
-        if doc.skip is None and len(doc.text) > max_chars:
-            return _skipped("files", where, "too_large", f"more than {max_chars} characters")
-        return doc
-
-    if suffix == ".parquet":
+    if inner_suffix(path) == ".parquet":
         import pyarrow.parquet as pq
 
-        pf = pq.ParquetFile(path)
-        if src.text_column not in pf.schema_arrow.names:
-            log.warning("skipping %s: no column '%s' (columns: %s)", path, src.text_column, pf.schema_arrow.names)
+        names = pq.read_schema(path).names
+        if src.text_column not in names:
+            log.warning("skipping %s: no column '%s' (columns: %s)", path, src.text_column, names)
             yield Document("files", str(path), None, "text", skip="missing_text")
             return
-        row_index = 0
-        for batch in pf.iter_batches(batch_size=1024):
-            for row in batch.to_pylist():
-                yield document(row, f"{path}#{row_index}")
-                row_index += 1
-    elif suffix == ".json":
-        try:
-            with open_binary(path) as fh:
-                rows = json.load(fh)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            yield _skipped("files", str(path), "bad_row", f"not valid JSON: {exc}")
-            return
-        if not isinstance(rows, list):
-            rows = [rows]
-        for i, row in enumerate(rows):
-            yield document(row, f"{path}#{i}")
-    else:
-        with open_binary(path) as fh:
-            for lineno, raw in enumerate(fh, 1):
-                where = f"{path}:{lineno}"
-                if not raw.strip():
-                    continue
-                try:
-                    row = json.loads(raw)
-                except (UnicodeDecodeError, json.JSONDecodeError):
-                    yield _skipped("files", where, "bad_row", "not a JSON object")
-                    continue
-                yield document(row, where)
-    if missing:
-        log.warning("%s: %d rows without a string '%s' column were skipped", path, missing, src.text_column)
+    try:
+        for where, row in read_records(path, _BrokenRowFile, "corpus", skip_bad_rows=True):
+            if row is None:
+                yield _skipped("files", where, "bad_row", "not a JSON object")
+                continue
+            doc = _row_document(row, "files", where, src.text_column, src.url_column, fmt)
+            missing += doc.skip == "missing_text"
+            if doc.skip is None and len(doc.text) > max_chars:
+                doc = _skipped("files", where, "too_large", f"more than {max_chars} characters")
+            yield doc
+    except _BrokenRowFile as exc:
+        raise exc.__cause__ from None  # iter_files counts the file by what broke it
+    finally:
+        if missing:
+            log.warning("%s: %d rows without a string '%s' column were skipped", path, missing, src.text_column)
 
 
 def iter_files(src: FilesSource, max_chars: int) -> Iterator[Document]:

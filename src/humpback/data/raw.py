@@ -22,13 +22,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from humpback.config import RawConfig
 from humpback.data.corpus_sources import Document, iter_documents, iter_python_packages
 from humpback.data.dedup import content_id
-from humpback.data.shards import RAW_SCHEMA, ShardWriter, shard_files
+from humpback.data.shards import RAW_SCHEMA, ShardWriter, read_shards, shard_files
 from humpback.stats import length_stats
 
 log = logging.getLogger(__name__)
@@ -89,11 +88,10 @@ def build_raw(cfg: RawConfig, out_dir: str | Path, progress: bool = True) -> Raw
 
 def iter_raw(raw_dir: str | Path) -> Iterator[Document]:
     """The documents of data/raw in their stored order, one shard in memory at a time."""
-    paths = shard_files(raw_dir)
-    if not paths:
+    if not shard_files(raw_dir):
         raise FileNotFoundError(f"{raw_dir} holds no raw documents: run `dvc repro raw` (see raw.sources)")
-    for path in paths:
-        for row in pq.read_table(path).to_pylist():
+    for table in read_shards(raw_dir):
+        for row in table.to_pylist():
             yield Document(row["source"], row["url"], row["text"], row["format"], name=row["name"],
                            license=row["license"])
 
