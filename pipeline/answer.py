@@ -10,13 +10,13 @@ both tags) and `prompts.tag_placement`. Writes AlpacaEval's model-outputs JSON (
 output, generator, dataset), which the official `alpaca_eval --model_outputs` reads unchanged.
 """
 
-import json
 import logging
 import time
 
 import click
 
 from _common import load_params, params_option, run_stage
+from humpback.eval_sets import EvalSetError, read_prompts
 from humpback.evaluate import answer
 from humpback.io import write_json
 from humpback.models.generation import EngineSpec
@@ -33,7 +33,10 @@ log = logging.getLogger("humpback.answer")
 @click.option("--progress/--no-progress", default=True)
 def main(params_path, name, model_dir, set_dir, out, progress):
     cfg = load_params(params_path)
-    rows = json.loads(open(f"{set_dir}/prompts.json", encoding="utf-8").read())
+    try:
+        rows = read_prompts(set_dir)
+    except EvalSetError as exc:
+        raise click.ClickException(str(exc)) from None
     start = time.perf_counter()
     spec = EngineSpec(model_dir, cfg.evaluate.generation, cfg.vllm)
     outputs = answer(rows, spec, cfg.evaluate, cfg.prompts, name, progress, ray=cfg.ray)

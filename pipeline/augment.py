@@ -18,7 +18,6 @@ sampling settings) and metrics/augment.json (data only; reuse and speed go to th
 import logging
 
 import click
-import mlflow
 
 from _common import load_params, params_option, run_stage
 from humpback import tracking
@@ -42,15 +41,12 @@ def main(params_path, model, corpus, out, metrics_path, progress):
     g = cfg.augment.generation
     template = read_template("backward", cfg.prompts.backward)
     digest = dir_digest(model)
-    tags = {**tracking.base_tags([model, corpus]), "humpback.role": "augment", "humpback.backward_model": digest}
-    with tracking.stage_run(cfg, "augment", tags, outputs=[out]):
+    with tracking.stage_run(cfg, "augment", role="augment", inputs=[model, corpus], outputs=[out],
+                            sections=["augment", "prompts.backward"], tags={"humpback.backward_model": digest}) as run:
         spec = EngineSpec(model, g, cfg.vllm)
         report = augment(corpus, out, spec, cfg.augment, template, digest, progress=progress, ray=cfg.ray)
-        tracking.log_engine(spec, report.ran_on)
         metrics, stats = report.metrics(), report.run_stats()
-        mlflow.log_metrics({k: v for k, v in {**metrics, **stats}.items() if isinstance(v, (int, float))}
-                           | {f"dropped.{k}": v for k, v in metrics["dropped"].items()})
-        tracking.log_to_parent({"augment.candidates": report.candidates})
+        run.finish(metrics | stats, parent={"augment.candidates": report.candidates}, engine=spec, ran_on=report.ran_on)
     write_json(metrics_path, metrics)
     if dropped := {k: v for k, v in metrics["dropped"].items() if v}:
         log.warning("%d generations were no instruction and were left out (%s; rules: augment.hygiene)",

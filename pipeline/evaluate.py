@@ -16,17 +16,15 @@ wins/ties/losses, failed verdicts, judge diagnostics. MLflow: an eval run with t
 artifact, and the win rates on the training run of model m.
 """
 
-import json
 import logging
 from pathlib import Path
 
 import click
-import mlflow
 
 from _common import load_params, params_option, run_stage
 from humpback import tracking
 from humpback.alpaca_eval_judge import AlpacaEvalError
-from humpback.eval_sets import EvalSetError, read_difficulty, read_outputs
+from humpback.eval_sets import EvalSetError, read_difficulty, read_outputs, read_prompts
 from humpback.evaluate import eval_metrics, judge_pairs, reference_annotations
 from humpback.io import write_json
 from humpback.prompts import read_template
@@ -39,18 +37,20 @@ WIN_RATES = ("win_rate", "standard_error", "discrete_win_rate", "length_controll
 @params_option
 @click.option("--name", required=True, help="The model to evaluate: m0, m1, base, ...")
 @click.option("--answers", default=None, help="Its answers. Default: data/eval/answers/<name>.json")
+@click.option("--model", "model_dir", default=None,
+              help="Its checkpoint, for lineage (its training run gets the win rates). Default: models/<name>")
 @click.option("--reference", "reference_name", default=None, help="Default: evaluate.reference from params.")
 @click.option("--set", "set_dir", default="data/eval/set", show_default=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--out", default=None, help="Default: data/eval/judged/<name>")
 @click.option("--metrics", "metrics_path", default=None, help="Default: metrics/eval/<name>.json")
 @click.option("--progress/--no-progress", default=True)
-def main(params_path, name, answers, reference_name, set_dir, out, metrics_path, progress):
+def main(params_path, name, answers, model_dir, reference_name, set_dir, out, metrics_path, progress):
     cfg = load_params(params_path)
     ev = cfg.evaluate
     reference_name = reference_name or ev.reference
     out = Path(out or f"data/eval/judged/{name}")
-    rows = json.loads(Path(set_dir, "prompts.json").read_text(encoding="utf-8"))
     try:
+        rows = read_prompts(set_dir)
         outputs = read_outputs(answers or f"data/eval/answers/{name}.json", rows)
         references = read_outputs(f"data/eval/answers/{reference_name}.json", rows)
     except EvalSetError as exc:
@@ -77,26 +77,15 @@ def main(params_path, name, answers, reference_name, set_dir, out, metrics_path,
     write_json(out / "annotations.json", annotations)
     write_json(metrics_path or f"metrics/eval/{name}.json", metrics)
 
-    model_dir = f"models/{name}"
-    numbers = {k: metrics[k] for k in WIN_RATES if metrics.get(k) is not None}
-    numbers.update({k: metrics[k] for k in ("n_wins", "n_wins_base", "n_draws", "n_total", "failed")})
-    tags = {**tracking.base_tags([model_dir, f"data/eval/answers/{name}.json", f"data/eval/answers/{reference_name}.json"]),
-            "humpback.role": "eval", "humpback.model": name, "humpback.reference": reference_name}
-    if name[1:].isdigit() and name.startswith("m"):
-        tags["humpback.iteration"] = name[1:]
-    with tracking.stage_run(cfg, f"evaluate {name} vs {reference_name}", tags, outputs=[str(out)]):
-        mlflow.log_params({"judge": ev.judge.kind, "judge_model": ev.judge.label, "reference": reference_name,
-                           "eval_set": ev.set.source, "eval_prompts": len(rows), "inference_tag": ev.inference_tag,
-                           **{f"generation.{k}": v for k, v in ev.generation.model_dump().items()}})
-        mlflow.log_metrics({f"eval.{k}": v for k, v in numbers.items()})
-        mlflow.log_artifact(str(out / "annotations.json"))
-        tracking.log_to_parent({f"{name}.{k}": numbers.get(k) for k in WIN_RATES})
-    if Path(model_dir).is_dir():
-        run_id = tracking.model_run_id(cfg.mlflow.experiment, name, model_dir)
-        if run_id:
-            client = mlflow.MlflowClient()
-            for k, v in numbers.items():
-                client.log_metric(run_id, f"eval.{k}", v)
+    model_dir = model_dir or f"models/{name}"
+    answers_of = [answers or f"data/eval/answers/{name}.json", f"data/eval/answers/{reference_name}.json"]
+    with tracking.stage_run(cfg, f"evaluate {name} vs {reference_name}", role="eval", outputs=[str(out)],
+                            inputs=[model_dir, *answers_of], model=(name, model_dir), prefix="eval.",
+                            sections=["evaluate.reference", "evaluate.judge", "evaluate.lc_splits",
+                                      "evaluate.instruction_difficulty"],
+                            tags={"humpback.reference": reference_name}) as run:
+        run.finish(metrics, artifacts=[out / "annotations.json"], on_model_run=True,
+                   parent={f"{name}.{k}": metrics.get(k) for k in WIN_RATES})
     extra = f", {result.requested} verdicts asked, {result.reused} reused, {result.failed} failed" if result else ""
     log.info("evaluate@%s vs %s: win rate %s ± %s (LC %s), %d/%d/%d wins/ties/losses%s", name, reference_name,
              metrics["win_rate"], metrics["standard_error"], metrics["length_controlled_winrate"], metrics["n_wins"],

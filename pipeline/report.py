@@ -18,7 +18,6 @@ import logging
 from pathlib import Path
 
 import click
-import mlflow
 
 from _common import load_params, params_option, run_stage
 from humpback import tracking
@@ -44,23 +43,10 @@ def main(params_path, metrics_dir, plots_dir, out):
         writer = csv.DictWriter(fh, ["model", "win_rate", "lc_win_rate"])
         writer.writeheader()
         writer.writerows(win_rate_rows(summary))
-    tags = {**tracking.base_tags([]), "humpback.role": "report"}
-    with tracking.stage_run(cfg, "report", tags, outputs=[plots_dir, out]):
-        for model, value in summary["win_rate"].items():
-            if value is not None:
-                mlflow.log_metric(f"win_rate.{model}", value)
-        for key, value in summary["kept"].items():
-            mlflow.log_metric(f"kept.{key}", value)
-        for key, value in summary.get("curator_auc", {}).items():
-            mlflow.log_metric(f"curator_auc.{key}", value)
-        for direction, values in summary.get("heldout_nll", {}).items():
-            for model, value in values.items():
-                mlflow.log_metric(f"heldout_nll.{direction}.{model}", value)
-        for model, reliable in summary["judge_reliable"].items():
-            mlflow.set_tag(f"judge_reliable.{model}", str(reliable).lower())
-        for plot in plots:
-            mlflow.log_artifact(str(plot), artifact_path="plots")
-        mlflow.log_artifact(out)
+    with tracking.stage_run(cfg, "report", role="report", outputs=[plots_dir, out], sections=["evaluate.models"]) as run:
+        run.finish({k: summary.get(k, {}) for k in ("win_rate", "kept", "curator_auc", "heldout_nll")},
+                   tags={f"judge_reliable.{m}": str(ok).lower() for m, ok in summary["judge_reliable"].items()},
+                   artifacts=[out, *((plot, "plots") for plot in plots)])
     for model, why in summary["judge_unreliable_because"].items():
         log.warning("report: the win rate of %s is not a measurement, its judge fails the bar: %s", model, why)
     log.info("report: win rates %s (vs %s), kept %s, curator AUC %s; plots: %s", summary["win_rate"],

@@ -5,9 +5,9 @@
     python pipeline/score.py --iteration 1 --curator models/m0 --candidates data/candidates --out data/scores/iter1
 
 Reads `curate.scorer`, `curate.template`, `curate.generation` (its engine runs both scorers),
-`curate.batch_size`, `vllm` and `ray` (where the missing shards run). Scores do not
-depend on the threshold (selection does), so a threshold sweep never re-scores. Incremental and
-resumable per candidate shard, like augmentation. Writes data/scores/iter<i>/*.parquet (candidate id,
+`curate.batch_size`, `curate.negatives` and `curate.sample_seed` (the curator check), `vllm` and
+`ray` (where the missing shards run). Scores do not depend on the threshold (selection does), so a
+threshold sweep never re-scores. Incremental and resumable per candidate shard, like augmentation. Writes data/scores/iter<i>/*.parquet (candidate id,
 iteration, curator digest, scorer, score 1..5 or null, expected score, probabilities, raw rating,
 parse error) and metrics/score/iter<i>.json (counts per score, unparseable ratings by reason).
 With `curate.negatives` > 0 the curator also rates negative pairs made from the candidates (another
@@ -19,7 +19,6 @@ curator cannot tell a matched pair from a broken one.
 import logging
 
 import click
-import mlflow
 
 from _common import load_params, params_option, run_stage
 from humpback import tracking
@@ -44,19 +43,16 @@ def main(params_path, iteration, curator, candidates, out, metrics_path, progres
     cfg = params.curate
     template = read_template("rate", cfg.template)
     spec = EngineSpec(curator, cfg.generation, params.vllm)
-    tags = {**tracking.base_tags([curator, candidates]), "humpback.role": "score",
-            "humpback.iteration": str(iteration), "humpback.curator": curator}
-    with tracking.stage_run(params, f"score iter{iteration}", tags, outputs=[out]):
-        mlflow.log_params({"scorer": cfg.scorer, "curator": curator, "template": cfg.template or "packaged rate.txt"})
+    with tracking.stage_run(params, f"score iter{iteration}", role="score", inputs=[curator, candidates],
+                            outputs=[out], iteration=iteration, tags={"humpback.curator": curator},
+                            sections=["curate.scorer", "curate.template", "curate.generation", "curate.batch_size",
+                                      "curate.negatives", "curate.sample_seed"]) as run:
         report = score_candidates(candidates, out, iteration, spec, cfg, template, dir_digest(curator),
                                   progress=progress, ray=params.ray)
-        tracking.log_engine(spec, report.ran_on)
         metrics = {"iteration": iteration, "curator": curator, "scorer": cfg.scorer, **report.metrics()}
-        check = {f"curator_check.{k}": v for k, v in (report.check or {}).items() if isinstance(v, (int, float))}
-        mlflow.log_metrics({f"score_{k}": v for k, v in metrics["scores"].items()} | report.run_stats()
-                           | {"pairs": report.pairs, "unparseable": metrics["unparseable"]} | check)
-        tracking.log_to_parent({f"iter{iteration}.score5_share": metrics["scores"]["5"] / max(report.pairs, 1)}
-                               | {f"iter{iteration}.curator_auc": (report.check or {}).get("auc")})
+        run.finish(metrics | report.run_stats(), engine=spec, ran_on=report.ran_on,
+                   parent={f"iter{iteration}.score5_share": metrics["scores"]["5"] / max(report.pairs, 1),
+                           f"iter{iteration}.curator_auc": (report.check or {}).get("auc")})
     write_json(metrics_path or f"metrics/score/iter{iteration}.json", metrics)
     if metrics["unparseable"]:
         log.warning("%d ratings had no parseable score (%s); they count as unscored",

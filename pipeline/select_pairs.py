@@ -19,7 +19,6 @@ import shutil
 from pathlib import Path
 
 import click
-import mlflow
 
 from _common import load_params, params_option, run_stage
 from humpback import tracking
@@ -45,20 +44,14 @@ def main(params_path, iteration, scores, candidates, out, metrics_path):
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     metrics = {"iteration": iteration, **metrics}
-    tags = {**tracking.base_tags([scores, candidates]), "humpback.role": "select", "humpback.iteration": str(iteration)}
-    with tracking.stage_run(params, f"select iter{iteration}", tags, outputs=[out]):
+    with tracking.stage_run(params, f"select iter{iteration}", role="select", inputs=[scores, candidates],
+                            outputs=[out], iteration=iteration,
+                            sections=["curate.threshold", "curate.use_expected_score", "curate.max_selected",
+                                      "curate.sample_seed"]) as run:
         shutil.rmtree(out, ignore_errors=True)
         write_table_atomic(table, Path(out) / "curated.parquet")
-        mlflow.log_params({"threshold": cfg.threshold, "compared": metrics["compared"],
-                           "max_selected": cfg.max_selected, "sample_seed": cfg.sample_seed})
-        mlflow.log_metrics({"kept": metrics["kept"], "kept_share": metrics["kept_share"], "pairs": metrics["pairs"]})
-        if table.num_rows:
-            # a readable sample of A_k with its scores (the MLflow UI shows it as a table)
-            sample = table.to_pandas().sort_values("id").head(50)
-            for col in ("instruction", "response"):
-                sample[col] = sample[col].str.slice(0, 500)
-            mlflow.log_table(sample, artifact_file=f"curated_sample_iter{iteration}.json")
-        tracking.log_to_parent({f"iter{iteration}.kept": metrics["kept"], f"iter{iteration}.kept_share": metrics["kept_share"]})
+        run.finish(metrics, params={"compared": metrics["compared"]}, tables=_sample(table, iteration),
+                   parent={f"iter{iteration}.kept": metrics["kept"], f"iter{iteration}.kept_share": metrics["kept_share"]})
     metrics_path = Path(metrics_path or f"metrics/curate/iter{iteration}.json")
     write_json(metrics_path, metrics)
     with open(metrics_path.with_name(f"{metrics_path.stem}_scores.csv"), "w", newline="") as fh:
@@ -74,6 +67,16 @@ def main(params_path, iteration, scores, candidates, out, metrics_path):
                     iteration, cfg.threshold, metrics["scores"], iteration)
     log.info("select@%d: kept %d of %d pairs (%.1f%%) with %s >= %s", iteration, metrics["kept"], metrics["pairs"],
              100 * metrics["kept_share"], metrics["compared"], cfg.threshold)
+
+
+def _sample(table, iteration: int) -> dict:
+    """A readable sample of A_k with its scores (the MLflow UI shows it as a table)."""
+    if not table.num_rows:
+        return {}
+    sample = table.to_pandas().sort_values("id").head(50)
+    for col in ("instruction", "response"):
+        sample[col] = sample[col].str.slice(0, 500)
+    return {f"curated_sample_iter{iteration}.json": sample}
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
     python pipeline/train.py --role backward --name backward --out models/backward
     python pipeline/train.py --role forward --name m0 --out models/m0
     python pipeline/train.py --role forward --name m1 --curated data/curated/iter1 --out models/m1
+    python pipeline/train.py --role forward --name scaling_n100 --scaling-size 100 --out models/scaling/n100
 
 Reads `train.*` and `prompts.*`. The backward model M_yx learns instruction-from-response on the
 seed pairs; forward models learn response-from-instruction on the seed pairs (tagged with
@@ -16,6 +17,11 @@ instruction given response for M_yx, response given instruction with the seed ta
 `heldout.nll`, `heldout.nll_base` and `heldout.nll_gain` in the metrics, lower NLL is better
 (M1..Mn run with --no-heldout-base: the base's number is M0's).
 
+`--scaling-size N` trains a point of the data-scaling curve (stages `scale_train@N`): the first N
+pairs of the curated set of `scaling.iteration` (default: the last), in the seeded order of
+`curate.sample_seed` (so the sets are nested), plus the seed pairs only with `scaling.with_seed`,
+for `scaling.steps[N]` steps where given.
+
 With `train.distributed.processes * machines > 1` the script re-launches itself under
 `accelerate launch` (the strategy's config file); only the main process writes the model, the
 metrics and the MLflow run. On machines 1..n-1 run the same command with HUMPBACK_MACHINE_RANK=i.
@@ -26,18 +32,15 @@ stage resumes from the last complete one (the log says from which step).
 import logging
 import sys
 import time
-from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 
 import click
-import mlflow
-import pyarrow.parquet as pq
 
 from _common import load_params, params_option, run_stage
 from humpback import tracking
 from humpback.data.shards import read_table
-from humpback.io import dir_digest, write_json
+from humpback.io import seeded_order, write_json
 from humpback.models.launch import is_main_process, relaunch_if_distributed
 from humpback.models.likelihood import heldout_nll
 from humpback.models.training import backward_examples, forward_examples, train
@@ -58,17 +61,32 @@ HELDOUT_MAX_TOKENS = 2048
 @click.option("--curator", default=None, help="Name of the model that curated --curated (MLflow lineage).")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--metrics", "metrics_path", default=None, help="Default: metrics/train/<name>.json")
+@click.option("--scaling-size", type=click.IntRange(min=1), default=None,
+              help="A data-scaling point: N curated pairs of the scaling iteration's set (see above; not with --curated).")
 @click.option("--heldout-base/--no-heldout-base", default=True, show_default=True,
               help="Also score the held-out pairs under the base model (M1..Mn skip it: M0 did the same).")
-def main(params_path, role, name, base, seed_data, curated, curator, out, metrics_path, heldout_base):
+def main(params_path, role, name, base, seed_data, curated, curator, out, metrics_path, scaling_size, heldout_base):
     cfg = load_params(params_path)
+    if scaling_size is not None:
+        if curated or role != "forward":
+            raise click.UsageError("--scaling-size trains a forward model on the scaling iteration's set: "
+                                   "drop --curated and use --role forward")
+        cfg, curated, curator = _scaling_point(cfg, scaling_size)
     try:
         relaunch_if_distributed(cfg.train, __file__, sys.argv[1:])
     except (RuntimeError, FileNotFoundError) as exc:  # a launch that cannot work here: one line, no traceback
         raise click.ClickException(str(exc)) from None
     main_process = is_main_process()
-    seed = pq.read_table(f"{seed_data}/train.parquet", columns=["instruction", "response"]).to_pylist()
-    curated_pairs = read_table(curated, ["instruction", "response"]).to_pylist() if curated else []
+    seed = read_table(seed_data, ["instruction", "response"], pattern="train.parquet").to_pylist()
+    curated_pairs = read_table(curated, ["id", "instruction", "response"]).to_pylist() if curated else []
+    scaling = None
+    if scaling_size is not None:
+        scaling = {"size": scaling_size, "curated": curated, "available": len(curated_pairs)}
+        if scaling_size > len(curated_pairs):
+            log.warning("%s: %s has %d pairs, fewer than %d: this point trains on all of them and the fit "
+                        "leaves it out", name, curated, len(curated_pairs), scaling_size)
+        curated_pairs = seeded_order(curated_pairs, cfg.curate.sample_seed)[:scaling_size]
+        seed = seed if cfg.scaling.with_seed else []  # the held-out pairs stay out either way
     if role == "backward":
         if curated:
             raise click.UsageError("--curated is for forward models")
@@ -77,18 +95,19 @@ def main(params_path, role, name, base, seed_data, curated, curator, out, metric
     else:  # held-out pairs are seed pairs: scored with the seed tag, as the seed is trained
         held_out = partial(forward_examples, tag=cfg.prompts.seed_tag, prompts=cfg.prompts)
         examples = held_out(seed) + forward_examples(curated_pairs, cfg.prompts.web_tag, cfg.prompts)
-    inputs = [base, seed_data] + ([curated] if curated else [])
-    tags = {**tracking.base_tags(inputs), "humpback.role": role, "humpback.model": name}
-    if name[1:].isdigit() and name.startswith("m"):
-        tags["humpback.iteration"] = name[1:]
-    if curated:
-        tags.update({"humpback.curator": curator or "unknown", "humpback.curated_data": curated})
     start = time.perf_counter()
-    run = (tracking.stage_run(cfg, f"train {name}", tags, outputs=[out]) if main_process
-           else nullcontext())  # one MLflow run per model, opened by the main process only
-    with run:
-        if main_process:
-            _log_inputs(cfg, seed_data, seed, curated, curated_pairs, curator)
+    if curated and not curated_pairs:
+        log.warning("%s: the curated set is empty; training on the seed data alone", curated)
+    # one MLflow run per model, opened by the main process only
+    with tracking.stage_run(cfg, f"train {name}", role=role, model=(name, out), outputs=[out], prefix="humpback.",
+                            inputs=[base, seed_data] + ([curated] if curated else []),
+                            sections=["train", "prompts"] + (["curate.threshold", "curate.scorer"] if curated else [])
+                            + (["scaling", "curate.sample_seed", "iterations"] if scaling_size else []),
+                            tags=({"humpback.curator": curator or "unknown", "humpback.curated_data": curated} if curated else {})
+                            | ({"humpback.scaling_size": str(scaling_size)} if scaling_size else {}),
+                            datasets={"seed": (seed_data, seed)} | ({f"curated/{Path(curated).name}": (curated, curated_pairs)}
+                                                                    if curated else {}),
+                            active=main_process) as run:
         result = train(base, examples, cfg.train, out, report_to_mlflow=main_process, name=name)
         if not main_process:
             return
@@ -99,20 +118,22 @@ def main(params_path, role, name, base, seed_data, curated, curator, out, metric
             "final_loss": round(result.final_loss, 4), "precision": result.precision,
             "heldout": _heldout_quality(cfg, held_out, seed_data, base if heldout_base else None,
                                         result.saved or out, name),
-        }
-        mlflow.log_metrics({f"humpback.{k}": v for k, v in summary.items() if isinstance(v, (int, float))})
-        mlflow.log_metrics({f"humpback.heldout_{k}": v for k, v in summary["heldout"].items()
-                            if isinstance(v, (int, float))})
-        if result.resumed_from_step is not None:
-            mlflow.log_param("humpback.resumed_from_step", result.resumed_from_step)
-        mlflow.set_tag("humpback.output", out)  # the checkpoint stays in DVC's cache: its path and hash only
-        mlflow.set_tag("humpback.output_digest", dir_digest(out))
-        tracking.log_to_parent({f"{name}.final_loss": summary["final_loss"],
-                                f"{name}.heldout_nll": summary["heldout"].get("nll")})
+        } | ({"scaling": scaling} if scaling else {})
+        run.finish(summary, params={"resumed_from_step": result.resumed_from_step} if result.resumed_from_step is not None else None,
+                   parent={f"{name}.final_loss": summary["final_loss"], f"{name}.heldout_nll": summary["heldout"].get("nll")})
     write_json(metrics_path or f"metrics/train/{name}.json", summary)
     log.info("trained %s: %d examples, %d steps of %d on %d process(es), final loss %.3f (%s) in %.0fs -> %s",
              name, result.examples, result.steps, result.batch_size, result.processes, result.final_loss,
              result.precision, time.perf_counter() - start, out)
+
+
+def _scaling_point(cfg, size: int):
+    """The config (`scaling.steps[size]` as its step budget), the curated set and its curator of a
+    data-scaling point."""
+    iteration = cfg.scaling.curated_iteration(cfg.iterations)
+    if size in cfg.scaling.steps:
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"max_steps": cfg.scaling.steps[size]})})
+    return cfg, f"data/curated/iter{iteration}", cfg.iterations[iteration].curator
 
 
 def _heldout_quality(cfg, held_out, seed_data, base, trained, name) -> dict:
@@ -123,7 +144,7 @@ def _heldout_quality(cfg, held_out, seed_data, base, trained, name) -> dict:
     if not path.is_file():  # a seed folder not written by the seed stage
         log.warning("%s: %s does not exist: no held-out likelihood", name, path)
         return {"pairs": 0}
-    pairs = pq.read_table(path, columns=["instruction", "response"]).to_pylist()
+    pairs = read_table(seed_data, ["instruction", "response"], pattern="heldout.parquet").to_pylist()
     if not pairs:
         log.warning("%s: no held-out seed pairs (seed.heldout: 0): no held-out likelihood", name)
         return {"pairs": 0}
@@ -140,23 +161,6 @@ def _heldout_quality(cfg, held_out, seed_data, base, trained, name) -> dict:
     log.info("%s: held-out NLL per token %s (base %s) on %d pairs, %.0fs", name, after["nll"],
              quality.get("nll_base", "not scored"), after["pairs"], time.perf_counter() - start)
     return quality
-
-
-def _log_inputs(cfg, seed_data, seed, curated, curated_pairs, curator) -> None:
-    tracking.log_datasets({"seed": (seed_data, seed)} | ({f"curated/{Path(curated).name}": (curated, curated_pairs)}
-                                                        if curated else {}))
-    mlflow.log_params({"humpback.method": cfg.train.method, "humpback.seed_pairs": len(seed),
-                       "humpback.curated_pairs": len(curated_pairs),
-                       "humpback.tag_placement": cfg.prompts.tag_placement,
-                       "humpback.final_learning_rate": cfg.train.final_learning_rate,
-                       "humpback.dropout": cfg.train.dropout,
-                       "humpback.processes": cfg.train.distributed.world_size,
-                       "humpback.strategy": cfg.train.distributed.strategy})
-    if curated:
-        mlflow.log_params({"humpback.curate_threshold": cfg.curate.threshold,
-                           "humpback.curate_scorer": cfg.curate.scorer, "humpback.curator": curator})
-        if not curated_pairs:
-            log.warning("%s: the curated set is empty; training on the seed data alone", curated)
 
 
 if __name__ == "__main__":

@@ -39,8 +39,9 @@ def ui(tmp_path_factory):
     try:
         run_ids = []
         for model, rate in WIN_RATES.items():
-            with tracking.stage_run(Config(), f"evaluate {model} vs m0", {"humpback.model": model}):
-                mlflow.log_metrics({"eval.win_rate": rate, "eval.standard_error": 1.5})
+            with tracking.stage_run(Config(), f"evaluate {model} vs m0", role="eval", prefix="eval.",
+                                    tags={"humpback.model": model}) as run:
+                run.finish({"win_rate": rate, "standard_error": 1.5})
                 run_ids.append(mlflow.active_run().info.run_id)
         exp_id = mlflow.get_experiment_by_name("humpback").experiment_id
     finally:

@@ -212,5 +212,5 @@ def test_the_augment_stage_runs_on_the_cluster_named_by_RAY_ADDRESS(ray_head, tm
     exp = client.get_experiment_by_name("humpback")
     run = client.search_runs([exp.experiment_id], filter_string="tags.`humpback.role` = 'augment'")[0]
     assert run.data.tags["humpback.ran_on"].startswith(f"Ray ({ray_head})")
-    assert run.data.params["generation.max_new_tokens"] == "16" and "vllm.tensor_parallel_size" not in run.data.params
+    assert run.data.params["augment.generation.max_new_tokens"] == "16" and "vllm.tensor_parallel_size" not in run.data.params
     assert pq.read_table(shard_files(tmp_path / "ray")[0]).num_rows == 2

@@ -76,6 +76,9 @@ def test_repo_params_and_profiles_are_valid():
     ({"evaluate": {"judge": {"kind": "claude"}}}, "'evaluate.judge.kind'.*'hf', 'vllm', 'openai' or 'alpaca_eval'"),
     ({"evaluate": {"set": {"source": "local", "hub_dataset": "x/y"}}}, "hub_dataset is for source alpaca_eval"),
     ({"scaling": {"sizes": [400, 100]}}, "'scaling.sizes'.*increasing"),
+    ({"scaling": {"sizes": [100]}}, "'scaling.sizes'.*empty.*at least two"),
+    # the switch of the one-stage analysis, gone with it: the error says what replaced it
+    ({"scaling": {"enabled": True}}, "scaling.enabled is gone.*scaling.sizes.*empty \\(\\[\\]\\)"),
     ({"scaling": {"iteration": 3}}, "scaling.iteration 3 is not in iterations"),
     ({"augment": {"generation": {"engine": "sglang"}}}, "'augment.generation.engine'.*'hf' or 'vllm'"),
     ({"vllm": {"gpu_memory_utilization": 1.5}}, "'vllm.gpu_memory_utilization'.*less than or equal to 1"),

@@ -1,6 +1,7 @@
 """The real `dvc repro` of the pipeline in a temporary copy of the repo, on the smoke profile."""
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -16,6 +17,8 @@ ALL_STAGES = ("base_model", "seed", "raw", "corpus", "train_backward", "augment"
               "score@1", "select@1", "train@1", "score@2", "select@2", "train@2",
               "eval_set", "answer@m0", "answer@m1", "answer@m2", "evaluate@m0", "evaluate@m1", "evaluate@m2",
               "scaling", "report")
+SCALING_SIZES = (2, 4)  # test_scaling_* turns them on (the smoke profile has none)
+SCALING_STAGES = tuple(f"scale_{kind}@{n}" for kind in ("train", "answer", "evaluate") for n in SCALING_SIZES)
 TRAIN_MODELS = ("backward", "m0", "m1", "m2")
 TRAIN_RUNS = {f"train {m}" for m in TRAIN_MODELS}
 
@@ -98,7 +101,7 @@ def test_mlflow_has_one_run_per_trained_model_with_lineage(repo):
     all_runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
     assert set(all_runs) == TRAIN_RUNS | {"dvc repro", "augment", "score iter1", "score iter2", "select iter1",
                                           "select iter2", "evaluate m0 vs m0", "evaluate m1 vs m0",
-                                          "evaluate m2 vs m0", "scaling iter2", "report"}
+                                          "evaluate m2 vs m0", "report"}
     # one parent run for the `dvc repro`, every stage a child of it
     parent = all_runs["dvc repro"]
     assert parent.data.tags["humpback.role"] == "pipeline" and parent.data.params["curate.threshold"] == "3"
@@ -134,7 +137,7 @@ def test_mlflow_has_one_run_per_trained_model_with_lineage(repo):
     if select1.data.metrics["kept"]:
         assert "curated_sample_iter1.json" in [a.path for a in client.list_artifacts(select1.info.run_id)]
     m2 = runs["train m2"]
-    assert m2.data.tags["humpback.curator"] == "m1" and m2.data.params["humpback.curate_threshold"] == "3.0"
+    assert m2.data.tags["humpback.curator"] == "m1" and m2.data.params["curate.threshold"] == "3.0"
     assert m2.data.tags["dvc.input.data/curated/iter2"] == next(
         o["md5"] for o in lock["stages"]["select@2"]["outs"] if o["path"] == "data/curated/iter2")
 
@@ -158,11 +161,7 @@ def test_evaluation_writes_alpaca_eval_files_metrics_and_report(repo):
     judged = json.loads((dest / "metrics/eval/m1.json").read_text())
     assert judged["n_wins"] + judged["n_wins_base"] + judged["n_draws"] == 6
 
-    scaling = json.loads((dest / "metrics/scaling.json").read_text())
-    assert [p["n"] for p in scaling["points"]] == [2, 4, 8] and scaling["alpha"] is not None
-    # with_seed (smoke): the seed's training split plus N curated pairs, never the held-out pairs
-    train_pairs = json.loads((dest / "metrics/seed.json").read_text())["pairs"]["train"]
-    assert [p["examples"] for p in scaling["points"]] == [train_pairs + n for n in (2, 4, 8)]
+    assert json.loads((dest / "metrics/scaling.json").read_text()) == {"enabled": False}  # no sizes
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{dest / 'mlflow.db'}")
@@ -181,7 +180,7 @@ def test_evaluation_writes_alpaca_eval_files_metrics_and_report(repo):
     assert report["heldout_nll"]["backward"] == {"base": heldout["backward"]["nll_base"], "backward": heldout["backward"]["nll"]}
     assert report["heldout_nll"]["forward"] == {"base": heldout["m0"]["nll_base"],
                                                 **{m: heldout[m]["nll"] for m in ("m0", "m1", "m2")}}
-    assert runs["train m1"].data.metrics["humpback.heldout_nll"] == heldout["m1"]["nll"]
+    assert runs["train m1"].data.metrics["humpback.heldout.nll"] == heldout["m1"]["nll"]
     assert runs["report"].data.metrics["heldout_nll.forward.m2"] == heldout["m2"]["nll"]
     # the curator check of every score@i: in its metrics, the report, the score run and the parent run
     for i in (1, 2):
@@ -193,17 +192,68 @@ def test_evaluation_writes_alpaca_eval_files_metrics_and_report(repo):
     assert runs["report"].data.metrics["curator_auc.iter2"] == pytest.approx(report["curator_auc"]["iter2"])
     assert runs["dvc repro"].data.metrics["m2.heldout_nll"] == pytest.approx(heldout["m2"]["nll"])
     assert runs["dvc repro"].data.metrics["iter1.curator_auc"] == pytest.approx(report["curator_auc"]["iter1"])
-    for png in ("win_rate", "heldout_nll", "scores", "kept_by_threshold", "scaling"):
+    for png in ("win_rate", "heldout_nll", "scores", "kept_by_threshold"):
         assert (dest / f"plots/{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     shown = _run([str(BIN / "dvc"), "metrics", "show"], dest, env)
     assert "metrics/eval/m1.json" in shown and "win_rate" in shown
     ev = runs["evaluate m1 vs m0"]
     assert ev.data.metrics["eval.win_rate"] == pytest.approx(judged["win_rate"])
-    assert ev.data.params["judge"] == "hf" and ev.data.tags["dvc.stage"] == "evaluate@m1"
+    assert ev.data.params["evaluate.judge.kind"] == "hf" and ev.data.tags["dvc.stage"] == "evaluate@m1"
     assert "annotations.json" in [a.path for a in client.list_artifacts(ev.info.run_id)]
     # the win rate also lands on the run that trained M1
     assert runs["train m1"].data.metrics["eval.win_rate"] == pytest.approx(judged["win_rate"])
     assert {a.path for a in client.list_artifacts(runs["report"].info.run_id, "plots")} >= {"plots/win_rate.png"}
+
+
+def test_scaling_is_three_ordinary_stages_per_size_and_a_fit(repo, tmp_path):
+    """`scaling.sizes` adds scale_train@N, scale_answer@N and scale_evaluate@N (the train, answer and
+    evaluate scripts) and the `scaling` fit reads their metrics; nothing else reruns, and a new size
+    would rerun only its own three stages and the fit. In a copy of the smoke repo."""
+    import mlflow
+
+    dest, env, _ = repo
+    work = tmp_path / "repo"
+    shutil.copytree(dest, work, symlinks=True)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["scaling"]["sizes"] = list(SCALING_SIZES)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    log = _run([str(BIN / "dvc"), "repro"], work, env)
+    ran = {line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage '")}
+    assert ran == {*SCALING_STAGES, "scaling", "report"}, log
+
+    scaling = json.loads((work / "metrics/scaling.json").read_text())
+    assert [p["n"] for p in scaling["points"]] == list(SCALING_SIZES) and scaling["alpha"] is not None
+    # with_seed (smoke): the seed's training split plus N curated pairs, never the held-out pairs
+    train_pairs = json.loads((work / "metrics/seed.json").read_text())["pairs"]["train"]
+    assert [p["examples"] for p in scaling["points"]] == [train_pairs + n for n in SCALING_SIZES]
+    for point in scaling["points"]:  # each point is what its own scale_* stages measured
+        judged = json.loads((work / f"metrics/eval/scaling_n{point['n']}.json").read_text())
+        assert point["win_rate"] == judged["win_rate"] and judged["model"] == f"scaling_n{point['n']}"
+    # two points: alpha is the slope between them on ln N
+    assert scaling["alpha"] == pytest.approx((scaling["points"][1]["win_rate"] - scaling["points"][0]["win_rate"])
+                                             / math.log(2), abs=1e-3)
+    assert (work / "plots/scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("humpback")
+    (parent,) = client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"], max_results=1,
+                                   filter_string="tags.`humpback.role` = 'pipeline'")
+    runs = {r.info.run_name: r for r in client.search_runs(
+        [exp.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")}
+    assert set(runs) == {"scaling iter2", "report", *(f"{kind} scaling_n{n}{vs}" for n in SCALING_SIZES
+                                                       for kind, vs in (("train", ""), ("evaluate", " vs m0")))}
+    for point in scaling["points"]:
+        trained = runs[f"train scaling_n{point['n']}"].data
+        assert trained.metrics["eval.win_rate"] == pytest.approx(point["win_rate"])  # the win rate on its training run
+        assert trained.tags["humpback.scaling_size"] == str(point["n"]) and trained.params["scaling.with_seed"] == "True"
+        assert trained.tags["dvc.stage"] == f"scale_train@{point['n']}"
+    assert runs["scaling iter2"].data.metrics["scaling.alpha"] == pytest.approx(scaling["alpha"])
+    assert parent.data.metrics["scaling.alpha"] == pytest.approx(scaling["alpha"])
+
+    params["scaling"]["sizes"] = [*SCALING_SIZES, 8]
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = json.loads(_run([str(BIN / "dvc"), "status", "--json"], work, env))
+    assert set(status) == {"scale_train@8", "scale_answer@8", "scale_evaluate@8", "scaling"}, status
 
 
 def _out_hashes(dest) -> dict[str, str]:
@@ -232,8 +282,7 @@ def test_a_code_edit_reruns_the_stages_that_import_it_and_nothing_else(repo):
     dest, env, _ = repo
     status = json.loads(_run([str(BIN / "dvc"), "status", "--json"], dest, env))
     assert status == {}
-    edited = {"src/humpback/models/loading.py": {"base_model", "train_backward", "train_m0", "train@1", "train@2",
-                                                 "scaling"},
+    edited = {"src/humpback/models/loading.py": {"base_model", "train_backward", "train_m0", "train@1", "train@2"},
               "src/humpback/config.py": set(ALL_STAGES)}
     for module, stages in edited.items():
         original = (dest / module).read_text()
@@ -421,7 +470,7 @@ def test_threshold_sweep_reruns_only_what_depends_on_selection(repo):
     # which also exercises the empty selection (M1 then trains on the seed alone)
     log = _run([str(BIN / "dvc"), "exp", "run", "-S", "curate.threshold=4"], dest, env)
     ran = {s for s in ALL_STAGES if f"Running stage '{s}'" in log}
-    needed = {"select@1", "train@1", "score@2", "select@2", "train@2", "answer@m1", "answer@m2", "scaling", "report"}
+    needed = {"select@1", "train@1", "score@2", "select@2", "train@2", "answer@m1", "answer@m2", "report"}
     # the judge reruns only if the new M1/M2 answer differently (a tiny random model may not)
     assert needed <= ran <= needed | {"evaluate@m1", "evaluate@m2"}, log
     curated = json.loads((dest / "metrics/curate/iter1.json").read_text())

@@ -60,7 +60,7 @@ def check_params(path: str) -> None:
                f"iterations {', '.join(str(i) for i in sorted(cfg.iterations))}")
     ev = cfg.evaluate
     click.echo(f"  eval:   {ev.set.source} {ev.set.hub_dataset or ev.set.path}; {', '.join(ev.models)} vs {ev.reference}; "
-               f"judge {ev.judge.kind} ({ev.judge.label})" + ("; scaling on" if cfg.scaling.enabled else ""))
+               f"judge {ev.judge.kind} ({ev.judge.label})" + (f"; scaling {cfg.scaling.sizes}" if cfg.scaling.sizes else ""))
 
 
 @main.group("profile")

@@ -13,10 +13,9 @@ import io
 import os
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel
 
-from humpback.config import Config, ConfigError, parse_config
+from humpback.config import Config, ConfigError, load_config, parse_config, read_params
 from humpback.io import flatten
 
 PROFILES_DIR = Path("pipeline/profiles")
@@ -51,14 +50,9 @@ def available(profiles_dir: str | Path = PROFILES_DIR) -> list[str]:
 
 def read_overlay(path: str | Path) -> dict:
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read profile {path}: {exc}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a profile is a mapping of sections, got {type(data).__name__}")
-    return data
+        return read_params(path)
+    except ConfigError as exc:
+        raise ConfigError(f"profile: {exc}") from None
 
 
 def defaults() -> dict:
@@ -173,7 +167,7 @@ def apply(name: str, params_path: str | Path = "params.yaml", profiles_dir: str 
     rt.representer.add_representer(float, _represent_float)
     text = params_path.read_text(encoding="utf-8") if params_path.is_file() else ""
     doc = rt.load(text) if text.strip() else None
-    before = yaml.safe_load(text) if text.strip() else {}
+    before = read_params(params_path, text)
     if doc is None:
         doc = target
     else:
@@ -183,5 +177,5 @@ def apply(name: str, params_path: str | Path = "params.yaml", profiles_dir: str 
     tmp = params_path.with_name(f".{params_path.name}.tmp-{os.getpid()}")
     tmp.write_text(buf.getvalue(), encoding="utf-8")
     os.replace(tmp, params_path)
-    parse_config(yaml.safe_load(params_path.read_text(encoding="utf-8")), source=str(params_path))
+    load_config(params_path)
     return changes(before or {}, target)

@@ -1,5 +1,9 @@
 """MLflow glue: where the store is, which experiment, and the tags that tie a run to git and DVC.
 
+A stage talks to MLflow through :func:`stage_run` alone: it names its role, inputs, outputs, the
+config sections it reads and the model it trained or measured, and hands its metrics JSON to
+:meth:`StageRun.finish`. Every tag, param name and parent-run lookup is made here.
+
 The store is ``sqlite:///<project root>/mlflow.db`` unless MLFLOW_TRACKING_URI says otherwise. The
 project root is DVC_ROOT when a stage runs under DVC (queued experiments run in a temp copy, but
 DVC_ROOT points at the real repo), else the working directory. Artifacts go to
@@ -92,30 +96,122 @@ def base_tags(inputs: list[str]) -> dict[str, str]:
     return tags
 
 
-_PARENT: dict[str, str] = {}  # the current stage's parent run id, for log_to_parent
+def _numbers(metrics: dict, prefix: str = "") -> dict[str, float]:
+    """The numeric leaves of a metrics mapping as dotted MLflow metric names (text, flags, lists
+    and nulls are not metrics)."""
+    from humpback.io import flatten
+
+    return {f"{prefix}{k}": float(v) for k, v in flatten(metrics).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _log_params(client, run_id: str, params: dict) -> None:
+    from mlflow.entities import Param
+
+    items = [Param(k, str(v)[:6000]) for k, v in params.items()]  # MLflow's param value limit
+    for start in range(0, len(items), 100):
+        client.log_batch(run_id, params=items[start : start + 100])
+
+
+def _section(cfg, path: str):
+    value = cfg.model_dump(mode="json")
+    for part in path.split("."):
+        value = value[part]
+    return value
+
+
+class StageRun:
+    """What a stage tells its MLflow run once its work is done: :meth:`finish`. A no-op where the
+    stage opened no run (the other processes of a distributed training)."""
+
+    def __init__(self, run_id: str | None, parent_id: str | None, model: tuple[str, str] | None, prefix: str):
+        self.run_id, self.parent_id, self.model, self.prefix = run_id, parent_id, model, prefix
+
+    def finish(self, metrics: dict, *, parent: dict | None = None, params: dict | None = None,
+               tags: dict | None = None, engine=None, ran_on: str | None = None, artifacts=(),
+               tables: dict | None = None, on_model_run: bool = False) -> None:
+        """Log the stage's metrics JSON (every number, dotted, under the stage's prefix), its
+        headline numbers on the execution's run (``parent``), the params known only now, tags,
+        where its model work ran (``ran_on``) and, under vLLM, the ``vllm`` settings of ``engine``;
+        files as artifacts (a path, or a path and its folder) and DataFrames as MLflow tables.
+        ``on_model_run``: the same metrics also on the training run of the model this stage
+        measured (the UI compares models by them)."""
+        if self.run_id is None:
+            return
+        import mlflow
+
+        client = mlflow.MlflowClient()
+        numbers = _numbers(metrics, self.prefix)
+        if numbers:
+            mlflow.log_metrics(numbers)
+        params = dict(params or {})
+        if engine is not None and engine.engine == "vllm":
+            params |= {f"vllm.{k}": v for k, v in engine.vllm.model_dump().items()}
+        if params:
+            _log_params(client, self.run_id, params)
+        tags = {**(tags or {}), **({"humpback.ran_on": ran_on} if ran_on else {})}
+        if tags:
+            mlflow.set_tags(tags)
+        for item in artifacts:  # a path, or (path, folder in the run's artifacts)
+            path, folder = item if isinstance(item, tuple) else (item, None)
+            mlflow.log_artifact(str(path), artifact_path=folder)
+        for name, frame in (tables or {}).items():
+            mlflow.log_table(frame, artifact_file=name)
+        for key, value in (parent or {}).items():
+            if value is not None:
+                client.log_metric(self.parent_id, key, float(value))
+        trained = (model_run_id(client, *self.model) if on_model_run and self.model and Path(self.model[1]).is_dir()
+                   else None)
+        for key, value in numbers.items() if trained else ():
+            client.log_metric(trained, key, value)
 
 
 @contextmanager
-def stage_run(cfg, run_name: str, tags: dict[str, str], outputs: list[str] = ()):
-    """An MLflow child run for one stage, under the run of its pipeline execution (one `dvc
-    repro` or `dvc exp run`). Inputs' DVC hashes come in ``tags`` (:func:`base_tags`); outputs
-    get a content digest when the stage ends and their DVC md5 once DVC has recorded it in
-    dvc.lock (filled in by the next stage of the same execution). The run, and its parent, end
+def stage_run(cfg, run_name: str, *, role: str, inputs=(), outputs=(), sections=(), tags: dict | None = None,
+              model: tuple[str, str] | None = None, iteration: int | None = None, prefix: str = "",
+              datasets: dict | None = None, active: bool = True):
+    """The MLflow run of one stage, under the run of its pipeline execution (one `dvc repro` or
+    `dvc exp run`; :func:`execution`), yielding a :class:`StageRun` to :meth:`~StageRun.finish`.
+
+    Every stage gets the same lineage: the tags of :func:`base_tags` for its ``inputs`` (git commit,
+    DVC stage and experiment, each input's md5 from dvc.lock), ``humpback.role``, the model it
+    trained or measured (``model``: name and folder; ``humpback.model``, and the iteration for m<i>),
+    its ``outputs`` (a content digest when the stage ends; their DVC md5 once dvc.lock has it, filled
+    in by the next stage of the same execution). Its params are the config ``sections`` it reads,
+    under their params.yaml names (``curate.threshold``: the name the execution's run and `dvc exp
+    show` use). ``datasets``: training data as MLflow dataset inputs. The run, and its parent, end
     FAILED if the stage raises."""
+    if not active:
+        yield StageRun(None, [], None, prefix)
+        return
     import mlflow
+
+    from humpback.io import flatten
 
     for noisy in ("mlflow", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK", "true")
     exp_id = setup(cfg.mlflow.experiment)
     client = mlflow.MlflowClient()
-    parent = parent_run_id(client, exp_id, cfg.as_written())
-    _PARENT["id"] = parent
+    outputs = [str(o) for o in outputs]
+    parent = parent_run_id(client, exp_id, cfg.as_written(), outputs)
     _backfill_output_hashes(client, exp_id, parent)
-    tags = {**tags, "humpback.outputs": ",".join(outputs)} if outputs else dict(tags)
+    all_tags = {**base_tags([str(i) for i in inputs]), "humpback.role": role, **(tags or {})}
+    if model:
+        all_tags["humpback.model"] = model[0]
+        if iteration is None and model[0][1:].isdigit() and model[0].startswith("m"):
+            iteration = int(model[0][1:])
+    if iteration is not None:
+        all_tags["humpback.iteration"] = str(iteration)
+    if outputs:
+        all_tags["humpback.outputs"] = ",".join(outputs)
     try:
-        with mlflow.start_run(run_name=run_name, tags=tags, parent_run_id=parent) as run:
-            yield run
+        with mlflow.start_run(run_name=run_name, tags=all_tags, parent_run_id=parent) as run:
+            params = {k: v for s in sections for k, v in flatten(_section(cfg, s), s).items()}
+            _log_params(client, run.info.run_id, params)
+            if datasets:
+                log_datasets(datasets)
+            yield StageRun(run.info.run_id, parent, model, prefix)
             for out in outputs:
                 if Path(out).exists():
                     mlflow.set_tag(f"humpback.output_digest.{out}", dir_digest(out))
@@ -125,31 +221,6 @@ def stage_run(cfg, run_name: str, tags: dict[str, str], outputs: list[str] = ())
     finally:
         mlflow.flush_async_logging()
     client.set_terminated(parent, "FINISHED")  # its end time moves on with every stage
-
-
-def log_to_parent(metrics: dict[str, float]) -> None:
-    """Headline numbers of a stage on its execution's run, where experiments are compared."""
-    import mlflow
-
-    if "id" not in _PARENT:
-        return
-    client = mlflow.MlflowClient()
-    for key, value in metrics.items():
-        if value is not None:
-            client.log_metric(_PARENT["id"], key, float(value))
-
-
-def log_engine(spec, ran_on: str | None = None) -> None:
-    """A model stage's engine as params of its run (the generation section, and the ``vllm``
-    section where vLLM runs), and where its missing work ran as the tag ``humpback.ran_on``."""
-    import mlflow
-
-    params = {f"generation.{k}": v for k, v in spec.generation.model_dump().items()}
-    if spec.engine == "vllm":
-        params |= {f"vllm.{k}": v for k, v in spec.vllm.model_dump().items()}
-    mlflow.log_params(params)
-    if ran_on:
-        mlflow.set_tag("humpback.ran_on", ran_on)
 
 
 def _backfill_output_hashes(client, experiment_id: str, parent: str) -> None:
@@ -162,61 +233,74 @@ def _backfill_output_hashes(client, experiment_id: str, parent: str) -> None:
             client.set_tag(run.info.run_id, f"dvc.output.{path}", md5)
 
 
-def model_run_id(experiment: str, name: str, model_dir: str | Path) -> str | None:
-    """The training run that produced exactly this checkpoint (same name and content digest), if any."""
+def model_run_id(client, name: str, model_dir: str | Path) -> str | None:
+    """The training run that produced exactly this checkpoint (same model name and content digest
+    of its folder), if any."""
     import mlflow
 
-    exp = mlflow.get_experiment_by_name(experiment)
-    if exp is None:
-        return None
-    runs = mlflow.search_runs(
-        experiment_ids=[exp.experiment_id], output_format="list", max_results=1, order_by=["attributes.start_time DESC"],
-        filter_string=f"tags.`humpback.model` = '{name}' and tags.`humpback.output_digest` = '{dir_digest(model_dir)}'",
-    )
+    runs = client.search_runs(
+        [mlflow.active_run().info.experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
+        filter_string=f"tags.`humpback.model` = '{name}' "
+                      f"and tags.`humpback.output_digest.{model_dir}` = '{dir_digest(model_dir)}'")
     return runs[0].info.run_id if runs else None
 
 
 # ------------------------------------------------------------------------------ pipeline executions
-def execution() -> tuple[str, str]:
+def execution(outputs=()) -> tuple[str, str]:
     """(key, name) of the pipeline execution this stage runs in.
 
-    Every stage of one `dvc repro` or one `dvc exp run` is a child process of the same `dvc`
-    process, so that process (its pid and start time) identifies the execution; the name is the
-    DVC experiment's when there is one. A script run by hand is its own execution.
+    DVC records which of its processes runs a stage: while the command runs, the repo's
+    ``.dvc/tmp/rwlock`` holds the stage's outputs for writing under that `dvc` process's pid (and
+    its command line). Every stage of one `dvc repro` or `dvc exp run` is held by the same process,
+    so its pid and start time identify the execution; a queue worker runs several experiments, and
+    ``DVC_EXP_NAME`` keeps them apart (and names the run). A script run by hand is its own execution.
     """
     import psutil
 
-    me = psutil.Process()
-    for proc in me.parents():
+    exp = os.environ.get("DVC_EXP_NAME")
+    holder = _rwlock_holder(outputs) if os.environ.get("DVC_STAGE") else None
+    if holder is not None:
         try:
-            cmd = proc.cmdline()
-        except (psutil.AccessDenied, psutil.NoSuchProcess):
-            continue
-        if any(Path(part).name == "dvc" for part in cmd[:2]) or cmd[1:3] == ["-m", "dvc"]:
-            # a queue worker runs several experiments: the experiment's name keeps them apart
-            exp = os.environ.get("DVC_EXP_NAME")
-            return f"dvc-{proc.pid}-{int(proc.create_time())}-{exp or 'workspace'}", exp or "dvc repro"
+            started = int(psutil.Process(holder).create_time())
+        except psutil.Error:
+            started = 0
+        return f"dvc-{holder}-{started}-{exp or 'workspace'}", exp or "dvc repro"
+    me = psutil.Process()
     return f"manual-{me.pid}-{int(me.create_time())}", "manual"
 
 
-def parent_run_id(client, experiment_id: str, params: dict) -> str:
+def _rwlock_holder(outputs) -> int | None:
+    """The pid of the `dvc` process that holds this stage's outputs in the repo's rwlock (the
+    only process holding any, where the outputs are not named)."""
+    import json
+
+    for root in dict.fromkeys([Path.cwd(), project_root()]):
+        try:
+            writes = json.loads((root / ".dvc" / "tmp" / "rwlock").read_text()).get("write") or {}
+        except (OSError, ValueError):
+            continue
+        ours = {str((Path.cwd() / o).resolve()) for o in outputs}
+        pids = {e["pid"] for path, e in writes.items() if str(Path(path).resolve()) in ours}
+        pids = pids or {e["pid"] for e in writes.values()}
+        if len(pids) == 1:
+            return pids.pop()
+    return None
+
+
+def parent_run_id(client, experiment_id: str, params: dict, outputs=()) -> str:
     """The MLflow run of this pipeline execution, created by its first stage: every value of the
     stage's params file (``params``, as written) as a param, so the UI compares experiments by
     threshold, model, ...; git commit and DVC experiment as tags."""
-    key, name = execution()
+    from humpback.io import flatten
+
+    key, name = execution(outputs)
     found = client.search_runs([experiment_id], filter_string=f"tags.`humpback.execution` = '{key}'", max_results=1)
     if found:
         return found[0].info.run_id
     tags = {"humpback.execution": key, "humpback.role": "pipeline", "git.commit": git_commit() or "unknown",
             "dvc.exp": os.environ.get("DVC_EXP_NAME", "workspace")}
     run = client.create_run(experiment_id, run_name=name, tags=tags)
-    from mlflow.entities import Param
-
-    from humpback.io import flatten
-
-    items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]  # MLflow's param value limit
-    for start in range(0, len(items), 100):
-        client.log_batch(run.info.run_id, params=items[start : start + 100])
+    _log_params(client, run.info.run_id, flatten(params))
     return run.info.run_id
 
 

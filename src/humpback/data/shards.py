@@ -68,23 +68,25 @@ def write_table_atomic(table: pa.Table, path: str | Path) -> Path:
     return path
 
 
-def shard_files(directory: str | Path) -> list[Path]:
-    """The shards of a stage output, in order; hidden and non-Parquet files are not shards."""
+def shard_files(directory: str | Path, pattern: str = "*.parquet") -> list[Path]:
+    """The shards of a stage output, in order; hidden and non-Parquet files are not shards.
+    ``pattern`` picks some of them (one split of data/seed: ``train.parquet``)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory} is not a directory of Parquet shards")
-    return sorted(p for p in directory.glob("*.parquet") if not p.name.startswith((".", "_")))
+    return sorted(p for p in directory.glob(pattern) if not p.name.startswith((".", "_")))
 
 
-def read_shards(directory: str | Path, columns: list[str] | None = None) -> Iterator[pa.Table]:
-    for path in shard_files(directory):
+def read_shards(directory: str | Path, columns: list[str] | None = None, pattern: str = "*.parquet") -> Iterator[pa.Table]:
+    for path in shard_files(directory, pattern):
         yield pq.read_table(path, columns=columns)
 
 
-def read_table(directory: str | Path, columns: list[str] | None = None) -> pa.Table:
-    tables = list(read_shards(directory, columns))
+def read_table(directory: str | Path, columns: list[str] | None = None, pattern: str = "*.parquet") -> pa.Table:
+    """The rows of a stage's Parquet output (the shards ``pattern`` matches) as one table."""
+    tables = list(read_shards(directory, columns, pattern))
     if not tables:
-        raise FileNotFoundError(f"{directory} holds no Parquet shards")
+        raise FileNotFoundError(f"{directory} holds no Parquet shards" + (f" named {pattern}" if pattern != "*.parquet" else ""))
     return pa.concat_tables(tables)
 
 
