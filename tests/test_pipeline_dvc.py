@@ -470,7 +470,8 @@ def test_threshold_sweep_reruns_only_what_depends_on_selection(repo):
     # which also exercises the empty selection (M1 then trains on the seed alone)
     log = _run([str(BIN / "dvc"), "exp", "run", "-S", "curate.threshold=4"], dest, env)
     ran = {s for s in ALL_STAGES if f"Running stage '{s}'" in log}
-    needed = {"select@1", "train@1", "score@2", "select@2", "train@2", "answer@m1", "answer@m2", "report"}
+    # scaling: the fit reads metrics/train and metrics/eval (a few seconds, no model: no sizes here)
+    needed = {"select@1", "train@1", "score@2", "select@2", "train@2", "answer@m1", "answer@m2", "scaling", "report"}
     # the judge reruns only if the new M1/M2 answer differently (a tiny random model may not)
     assert needed <= ran <= needed | {"evaluate@m1", "evaluate@m2"}, log
     curated = json.loads((dest / "metrics/curate/iter1.json").read_text())

@@ -367,7 +367,8 @@ def test_the_train_stage_on_two_ddp_processes_matches_one_process_and_writes_onc
     assert metrics["processes"] == 2 and metrics["batch_size"] == one.batch_size == 4 and metrics["steps"] == 4
     client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()], "tags.`humpback.model` = 'm0'")
-    assert len(runs) == 1 and runs[0].data.params["humpback.processes"] == "2"
+    assert len(runs) == 1 and runs[0].data.params["train.distributed.processes"] == "2"
+    assert runs[0].data.metrics["humpback.processes"] == 2  # and the metrics JSON's count of them
     ddp = sorted((m.step, m.value) for m in client.get_metric_history(runs[0].info.run_id, "loss"))
     assert [s for s, _ in ddp] == [s for s, _ in one.loss_history] == [1, 2, 3, 4]
     assert [v for _, v in ddp] == pytest.approx([v for _, v in one.loss_history], abs=2e-3)
