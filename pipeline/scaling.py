@@ -6,9 +6,9 @@
 
 For each N in `scaling.sizes` the DAG already trained a model on N curated pairs (`scale_train@N`,
 nested subsets in a seeded order), answered the eval set (`scale_answer@N`) and judged it against
-the reference (`scale_evaluate@N`); this stage reads their metrics (metrics/train/scaling_n<N>.json
-and metrics/eval/scaling_n<N>.json) and fits win rate = alpha * ln N + C (the paper does not state the log base; we
-use the natural log). alpha is the data-efficiency number of the paper's Table 3. A size larger
+the reference (`scale_evaluate@N`); this stage reads their metrics
+(metrics/train/scaling_n<N>.json and metrics/eval/scaling_n<N>.json) and fits win rate =
+alpha * ln N + C (the paper does not state the log base; we use the natural log). alpha is the data-efficiency number of the paper's Table 3. A size larger
 than the curated set trained on all of it: it is listed under `skipped_sizes` and left out of the
 fit. With `scaling.sizes: []` (the default) there are no such stages and this one records that.
 """

@@ -182,3 +182,10 @@ def test_read_difficulty_covers_every_prompt_or_names_the_problem(tmp_path):
         read_difficulty(path, rows)
     with pytest.raises(EvalSetError, match="cannot read"):
         read_difficulty(tmp_path / "none.csv", rows)
+
+
+def test_a_missing_eval_set_names_its_file_and_the_stage_that_writes_it(tmp_path):
+    from humpback.eval_sets import read_prompts
+
+    with pytest.raises(EvalSetError, match=r"set/prompts.json: cannot read the eval set .*dvc repro eval_set"):
+        read_prompts(tmp_path / "set")

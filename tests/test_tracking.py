@@ -92,3 +92,16 @@ def test_the_scaling_fit_names_a_missing_size(tmp_path):
     proc = _scaling(tmp_path, [2, 4], {2: (2, 40.0)})
     assert proc.returncode == 1 and "scaling size 4:" in proc.stderr and "eval/scaling_n4.json" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_scaling_point_is_a_forward_model_on_the_scaling_set_only(tmp_path):
+    """--scaling-size picks its own curated set: with --curated or as a backward model it is a usage
+    error, before any model is loaded."""
+    for d in ("base", "seed", "cur"):
+        (tmp_path / d).mkdir()
+    for extra in (["--role", "forward", "--curated", "cur"], ["--role", "backward"]):
+        proc = subprocess.run([sys.executable, str(ROOT / "pipeline/train.py"), "--params", str(ROOT / "params.yaml"),
+                               "--name", "scaling_n2", "--scaling-size", "2", "--base", "base", "--seed-data", "seed",
+                               "--out", "out", *extra], cwd=tmp_path, capture_output=True, text=True)
+        assert proc.returncode == 2 and "--scaling-size trains a forward model" in proc.stderr, proc.stderr
+        assert not (tmp_path / "out").exists()

@@ -182,7 +182,7 @@ def stage_run(cfg, run_name: str, *, role: str, inputs=(), outputs=(), sections=
     show` use). ``datasets``: training data as MLflow dataset inputs. The run, and its parent, end
     FAILED if the stage raises."""
     if not active:
-        yield StageRun(None, [], None, prefix)
+        yield StageRun(None, None, None, prefix)
         return
     import mlflow
 
