@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from humpback.config import ConfigError, load_config
+from humpback.incomplete import EXIT_INCOMPLETE, Incomplete
 from humpback.io import setup_logging
 
 params_option = click.option(
@@ -59,12 +60,17 @@ def run_stage(command) -> None:
     transformers, pandas and MLflow module by module takes 2-3 s at every stage's end (about 50 s of
     the demo's 20 stages) and writes nothing: by then every output is written and renamed and every
     MLflow run ended. Exit handlers still run (MLflow, logging, temp folders), and the standard
-    streams are flushed. An uncaught exception leaves the usual way, traceback and all."""
+    streams are flushed. Unfinished work (:class:`~humpback.incomplete.Incomplete`) is one line and
+    exit status 75, so DVC locks nothing and the next `dvc repro` finishes it; any other uncaught
+    exception leaves the usual way, traceback and all."""
     try:
         command()
         code = 0
     except SystemExit as exc:
         code = exc.code
+    except Incomplete as exc:
+        click.echo(f"incomplete: {exc}", err=True)
+        code = EXIT_INCOMPLETE
     if code is None:
         code = 0
     elif not isinstance(code, int):  # sys.exit("message")

@@ -12,7 +12,10 @@ own references). Our judges judge every pair in both orders. Writes
 data/eval/judged/<m>/annotations.json (AlpacaEval's annotation format), the verdict cache
 judgements.jsonl next to it (a rerun after a crash asks only for what is missing), and
 metrics/eval/<m>.json: win rate ± standard error, discrete and length-controlled win rates,
-wins/ties/losses, failed verdicts, judge diagnostics. MLflow: an eval run with the annotations as an
+wins/ties/losses, failed verdicts, judge diagnostics. Pairs the judge could not give a verdict (a
+failing endpoint) make the stage exit 75 with its verdicts kept, unless `evaluate.max_failed_share`
+accepts them (then `missing_accepted` in the metrics says how many): the next `dvc repro` asks only
+for the missing ones. MLflow: an eval run with the annotations as an
 artifact, and the win rates on the training run of model m.
 """
 
@@ -26,11 +29,29 @@ from humpback import tracking
 from humpback.alpaca_eval_judge import AlpacaEvalError
 from humpback.eval_sets import EvalSetError, read_difficulty, read_outputs, read_prompts
 from humpback.evaluate import eval_metrics, judge_pairs, reference_annotations
+from humpback.incomplete import Incomplete
 from humpback.io import write_json
 from humpback.prompts import read_template
 
 log = logging.getLogger("humpback.evaluate")
 WIN_RATES = ("win_rate", "standard_error", "discrete_win_rate", "length_controlled_winrate", "lc_standard_error")
+
+
+def check_complete(result, max_failed_share: float, name: str, out: Path) -> dict | None:
+    """Raise :class:`Incomplete` where more pairs lack a verdict than ``evaluate.max_failed_share``
+    allows (the verdicts so far stay in the cache for the rerun); else what was accepted, if anything."""
+    missing, total = result.missing_pairs(), len(result.annotations)
+    if not missing:
+        return None
+    why = "; ".join(result.reasons[:2]) or "no verdict"
+    if missing > max_failed_share * total:
+        raise Incomplete(f"evaluate@{name}: {missing} of {total} pairs have no verdict ({why}); the "
+                         f"{result.requested + result.reused - result.failed} verdicts given are kept in {out}: "
+                         "run `dvc repro` again to ask only for the missing ones (evaluate.max_failed_share "
+                         "accepts a share)")
+    log.warning("evaluate@%s: %d of %d pairs have no verdict (%s), accepted under evaluate.max_failed_share %s: "
+                "the win rate is over the other %d", name, missing, total, why, max_failed_share, total - missing)
+    return {"pairs": missing, "of": total, "max_failed_share": max_failed_share}
 
 
 @click.command(help=__doc__)
@@ -58,7 +79,7 @@ def main(params_path, name, answers, model_dir, reference_name, set_dir, out, me
     template = read_template("judge", ev.judge.template)
     annotator = f"humpback_{ev.judge.kind}"
     if reference_name == name:
-        result = None
+        result, accepted = None, None
         annotations = reference_annotations(rows, outputs, annotator)
     else:
         try:
@@ -66,6 +87,7 @@ def main(params_path, name, answers, model_dir, reference_name, set_dir, out, me
         except AlpacaEvalError as exc:
             raise click.ClickException(str(exc)) from None
         annotations = result.annotations
+        accepted = check_complete(result, ev.max_failed_share, name, out)
     try:
         difficulty = read_difficulty(ev.instruction_difficulty, rows) if ev.instruction_difficulty else None
     except EvalSetError as exc:
@@ -74,6 +96,8 @@ def main(params_path, name, answers, model_dir, reference_name, set_dir, out, me
                **eval_metrics(annotations, difficulty, ev.lc_splits)}
     if reference_name == name:
         metrics["is_reference"] = True
+    elif accepted:
+        metrics["missing_accepted"] = accepted
     write_json(out / "annotations.json", annotations)
     write_json(metrics_path or f"metrics/eval/{name}.json", metrics)
 
@@ -81,7 +105,8 @@ def main(params_path, name, answers, model_dir, reference_name, set_dir, out, me
     answers_of = [answers or f"data/eval/answers/{name}.json", f"data/eval/answers/{reference_name}.json"]
     with tracking.stage_run(cfg, f"evaluate {name} vs {reference_name}", role="eval", outputs=[str(out)],
                             inputs=[model_dir, *answers_of], model=(name, model_dir), prefix="eval.",
-                            sections=["evaluate.reference", "evaluate.judge", "evaluate.lc_splits",
+                            sections=["evaluate.reference", "evaluate.judge", "evaluate.max_failed_share",
+                                      "evaluate.lc_splits",
                                       "evaluate.instruction_difficulty"],
                             tags={"humpback.reference": reference_name}) as run:
         run.finish(metrics, artifacts=[out / "annotations.json"], on_model_run=True,

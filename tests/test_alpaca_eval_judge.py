@@ -11,6 +11,7 @@ import pytest
 from humpback.alpaca_eval_judge import CACHE_NAME, AlpacaEvalError, annotator_config, annotator_names
 from humpback.config import JudgeConfig
 from humpback.evaluate import eval_metrics, judge_pairs
+from humpback.incomplete import Incomplete
 from test_judges import FakeOpenAI
 
 KEY = "sk-alpaca-SECRET-0b7e"
@@ -94,7 +95,8 @@ def test_bad_alpaca_eval_settings_say_what_to_choose():
     assert single["prompt_template"].endswith("alpaca_eval_gpt4/alpaca_eval.txt")
 
 
-def test_a_garbage_verdict_is_counted_and_asked_again_a_dead_endpoint_stops_with_a_message(tmp_path, monkeypatch):
+def test_a_garbage_verdict_is_counted_and_asked_again_a_dead_endpoint_is_incomplete_in_one_line(
+        tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("HUMPBACK_ALPACA_TEST", KEY)
     judge = prefers_the_model_weighted
     server = FakeOpenAI([judge, {"content": "no identifier at all"}, judge, judge], key=KEY)
@@ -110,8 +112,13 @@ def test_a_garbage_verdict_is_counted_and_asked_again_a_dead_endpoint_stops_with
         server.close()
     dead = FakeOpenAI(["500"] * 10, key=KEY)
     try:
-        with pytest.raises(AlpacaEvalError, match=f"the judge endpoint {dead.url} failed after 0 retries.*rerun"):
+        caplog.clear()
+        with pytest.raises(Incomplete, match=f"the judge endpoint {dead.url} failed after 0 retries .*0 of 3 "
+                                             "verdicts are kept.*`dvc repro` again"):
             judge_pairs(ROWS, OUTS, REFS, _cfg(dead.url, "weighted_alpaca_eval_gpt4_turbo"), "unused", None,
                         tmp_path / "dead", progress=False)
+        # alpaca_eval logs the failed request with its traceback: the stage's log gets one line
+        assert not [r for r in caplog.records if r.exc_info]
+        assert any("InternalServerError" in r.getMessage() for r in caplog.records)
     finally:
         dead.close()

@@ -7,6 +7,7 @@ from humpback.augment import CANDIDATE_SCHEMA, augment, clean_instruction
 from humpback.config import AugmentConfig
 from humpback.data.dedup import content_id
 from humpback.data.shards import SEGMENT_SCHEMA, ShardWriter, shard_files
+from humpback.incomplete import Incomplete
 from humpback.models.generation import EngineSpec, HFEngine
 from humpback.prompts import read_template
 
@@ -94,10 +95,13 @@ def test_rerun_reuses_everything_and_adding_a_shard_generates_only_it(corpus, tm
     assert {k: v for k, v in _snapshot(out).items() if k in first} == first
 
 
-def test_crash_then_resume_equals_a_from_scratch_run(corpus, tmp_path, tiny_model_dir):
+def test_an_engine_error_on_one_shard_is_incomplete_and_the_rerun_equals_a_from_scratch_run(
+        corpus, tmp_path, tiny_model_dir):
     out = tmp_path / "out"
-    with pytest.raises(RuntimeError, match="killed"):
-        _run(corpus, out, [], tiny_model_dir, fail_on=2)  # dies while generating the second shard
+    # the engine fails while generating the second of three shards: the stage says so in one line
+    with pytest.raises(Incomplete, match=r"^2 of 3 units not written: the engine failed on \S+ "
+                                         r"\(RuntimeError: killed\); the 1 written are kept"):
+        _run(corpus, out, [], tiny_model_dir, fail_on=2)
     assert len(shard_files(out)) == 1  # the finished shard survives, nothing half-written
     report = _run(corpus, out, [], tiny_model_dir)
     assert (report.shards_generated, report.shards_reused) == (2, 1)

@@ -8,7 +8,7 @@ from humpback.cli import main
 
 def test_help_lists_commands():
     out = CliRunner().invoke(main, ["--help"]).output
-    for cmd in ("check-params", "profile", "snapshot", "segment", "metrics", "generate", "inspect", "export", "ui"):
+    for cmd in ("check-params", "check", "profile", "snapshot", "segment", "metrics", "generate", "inspect", "export", "ui"):
         assert cmd in out
 
 
@@ -21,6 +21,37 @@ def test_check_params_ok_and_error(tmp_path):
     bad.write_text("corpus:\n  max_segment: 5\n")
     result = CliRunner().invoke(main, ["check-params", str(bad)])
     assert result.exit_code == 2 and "unknown key 'corpus.max_segment'" in result.output
+
+
+def test_check_names_every_dangling_link_and_unreadable_file_under_raw_path(tmp_path, monkeypatch):
+    """A manual copied with `cp -r` keeps links into /usr/share/javascript: DVC fails hashing them
+    with a bare [Errno 2]; `humpback check` lists each one first."""
+    import os
+
+    corpus = tmp_path / "manual"
+    (corpus / "_static").mkdir(parents=True)
+    (corpus / "index.html").write_text("<h1>Manual</h1><p>text</p>")
+    (corpus / "_static" / "underscore.js").symlink_to("/usr/share/javascript/humpback-test-absent/underscore.js")
+    (corpus / "docs").symlink_to(tmp_path / "gone")  # a link to a folder that is not there
+    (corpus / "ok.md").symlink_to(corpus / "index.html")  # a link that resolves: fine
+    secret = corpus / "secret.txt"
+    secret.write_text("x")
+    secret.chmod(0)
+    params = tmp_path / "params.yaml"
+    params.write_text(f"raw:\n  path: {corpus}\n  sources:\n  - type: files\n    path: {corpus}\n")
+    result = CliRunner().invoke(main, ["check", "--params", str(params)])
+    assert result.exit_code == 1
+    assert f"{corpus}/_static/underscore.js: dangling link to /usr/share/javascript/humpback-test-absent/underscore.js" in result.output
+    assert f"{corpus}/docs: dangling link to {tmp_path / 'gone'}" in result.output
+    if os.geteuid() != 0:  # root reads every file
+        assert f"{secret}: cannot be read" in result.output
+    assert "ok.md" not in result.output and "index.html" not in result.output
+    assert "cannot be hashed by DVC" in result.output and "cp -rL" in result.output
+    for link in ("_static/underscore.js", "docs"):
+        (corpus / link).unlink()
+    secret.chmod(0o644)
+    result = CliRunner().invoke(main, ["check", "--params", str(params)])
+    assert result.exit_code == 0 and "every file under" in result.output
 
 
 def test_segment_shows_verdicts(tmp_path):

@@ -7,6 +7,7 @@ byte for byte, as the stage's own process, and a worker killed mid-run must cost
 
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -120,13 +121,10 @@ def test_a_ray_address_without_ray_says_how_to_install_it(monkeypatch, tmp_path,
         run_units(job, [unit], RayConfig(address="auto"))
 
 
-def test_augment_on_ray_writes_the_same_shards_and_survives_a_killed_worker(ray_head, tmp_path, tiny_model_dir):
-    corpus = _corpus(tmp_path / "corpus", 16)  # 8 shards
-    serial = _augment(corpus, tmp_path / "serial", tiny_model_dir)
-    assert serial.ran_on == "in process"
-    out, killed = tmp_path / "ray", []
+def _kill_a_worker_once_a_shard_is_back(out: Path, killed: list) -> threading.Thread:
+    """A thread that SIGKILLs one Ray Data worker as soon as ``out`` holds a finished shard."""
 
-    def kill_a_worker_once_a_shard_is_back():
+    def kill():
         deadline = time.time() + 300
         while not list(out.glob("part-*.parquet")) and time.time() < deadline:
             time.sleep(0.05)
@@ -136,8 +134,17 @@ def test_augment_on_ray_writes_the_same_shards_and_survives_a_killed_worker(ray_
                 killed.append(p.pid)
                 return
 
-    killer = threading.Thread(target=kill_a_worker_once_a_shard_is_back, daemon=True)
-    killer.start()
+    thread = threading.Thread(target=kill, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_augment_on_ray_writes_the_same_shards_and_survives_a_killed_worker(ray_head, tmp_path, tiny_model_dir):
+    corpus = _corpus(tmp_path / "corpus", 16)  # 8 shards
+    serial = _augment(corpus, tmp_path / "serial", tiny_model_dir)
+    assert serial.ran_on == "in process"
+    out, killed = tmp_path / "ray", []
+    killer = _kill_a_worker_once_a_shard_is_back(out, killed)
     report = _augment(corpus, out, tiny_model_dir, RayConfig(address=ray_head))
     killer.join(timeout=10)
     assert killed, "no Ray worker was found to kill"
@@ -188,21 +195,41 @@ def test_vllm_replicas_on_ray_write_the_shards_of_the_serial_vllm_engine(ray_hea
     assert _files(tmp_path / "ray") == _files(tmp_path / "serial")
 
 
-def test_the_augment_stage_runs_on_the_cluster_named_by_RAY_ADDRESS(ray_head, tmp_path, tiny_model_dir):
-    corpus = _corpus(tmp_path / "corpus", 4)
+def test_the_augment_stage_on_the_cluster_named_by_RAY_ADDRESS_loses_a_worker_and_the_rerun_finishes(
+        ray_head, tmp_path, tiny_model_dir):
+    """A worker lost beyond Ray's restarts (ray.max_restarts 0): the stage keeps the shards that came
+    back, says in one line how many are missing and exits 75 (DVC records nothing); run again, it
+    computes only the missing ones, on the cluster, and the shards equal the serial run's."""
+    corpus = _corpus(tmp_path / "corpus", 12)  # 6 shards
     serial = tmp_path / "serial"
     _augment(corpus, serial, tiny_model_dir, digest=dir_digest(tiny_model_dir))  # as the stage keys it
-    params = tmp_path / "params.yaml"
-    params.write_text(json.dumps({"augment": AUGMENT.model_dump()}))  # YAML reads JSON
     env = {**os.environ, "RAY_ADDRESS": ray_head, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
     root = Path(__file__).parents[1]
-    done = subprocess.run([sys.executable, str(root / "pipeline/augment.py"), "--params", str(params), "--model",
-                           str(tiny_model_dir), "--corpus", str(corpus), "--out", str(tmp_path / "ray"), "--metrics",
-                           str(tmp_path / "augment.json"), "--no-progress"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+    def stage(ray: dict):
+        params = tmp_path / "params.yaml"
+        params.write_text(json.dumps({"augment": AUGMENT.model_dump(), "ray": ray}))  # YAML reads JSON
+        return subprocess.run([sys.executable, str(root / "pipeline/augment.py"), "--params", str(params), "--model",
+                               str(tiny_model_dir), "--corpus", str(corpus), "--out", str(tmp_path / "ray"),
+                               "--metrics", str(tmp_path / "augment.json"), "--no-progress"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+    killed = []
+    killer = _kill_a_worker_once_a_shard_is_back(tmp_path / "ray", killed)
+    lost = stage({"max_restarts": 0})
+    killer.join(timeout=10)
+    assert killed, "no Ray worker was found to kill"
+    assert lost.returncode == 75, lost.stderr[-3000:]
+    assert "Traceback" not in lost.stderr, lost.stderr[-3000:]
+    (line,) = [x for x in lost.stderr.splitlines() if x.startswith("incomplete:")]
+    assert re.search(r"incomplete: \d of 6 units not written: Ray failed \(.+\); the \d written are kept", line), line
+    kept = _files(tmp_path / "ray")
+    assert 1 <= len(kept) < 6 and all(kept[name] == _files(serial)[name] for name in kept)
+    assert not (tmp_path / "augment.json").exists()  # no metrics for unfinished work
+    done = stage({})
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
-    assert f"(Ray ({ray_head}): 2 hf replicas" in done.stderr
+    assert f"(Ray ({ray_head}): " in done.stderr and f"{len(kept)} reused" in done.stderr
     assert _files(tmp_path / "ray") == _files(serial)
     import mlflow
 

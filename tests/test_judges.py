@@ -40,8 +40,8 @@ def test_hf_judge_reads_a_distribution_over_a_and_b(tiny_model_dir):
 class FakeOpenAI:
     """A tiny OpenAI-compatible server: each request takes the next scripted behaviour."""
 
-    def __init__(self, script, key="sk-test"):
-        self.script, self.key, self.requests = list(script), key, []
+    def __init__(self, script, key="sk-test", default="A"):
+        self.script, self.key, self.requests, self.default = list(script), key, [], default
         self.lock = threading.Lock()
         fake = self
 
@@ -53,7 +53,7 @@ class FakeOpenAI:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with fake.lock:
                     fake.requests.append({"auth": self.headers.get("Authorization"), "body": body})
-                    action = fake.script.pop(0) if fake.script else "A"
+                    action = fake.script.pop(0) if fake.script else fake.default
                 if callable(action):  # a judge that reads the prompt: returns one of the actions below
                     action = action(body)
                 if isinstance(action, dict):  # {"content": text, "top_logprobs": {token: logprob}}
@@ -63,6 +63,10 @@ class FakeOpenAI:
                     action = "A"
                 if action == "500":
                     return self._send(500, b'{"error": {"message": "boom"}}')
+                if action.startswith("429"):  # "429" or "429:<Retry-After seconds>"
+                    wait = action.partition(":")[2]
+                    return self._send(429, b'{"error": {"message": "slow down"}}',
+                                      {"Retry-After": wait} if wait else {})
                 if action == "malformed":
                     return self._send(200, b"{this is not json")
                 self._reply(body, action, {"B": -0.2231, "A": -1.6094} if body.get("logprobs") else None)
@@ -76,9 +80,11 @@ class FakeOpenAI:
                          "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}}
                 self._send(200, json.dumps(reply).encode())
 
-            def _send(self, code, payload):
+            def _send(self, code, payload, headers=None):
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
@@ -134,21 +140,54 @@ def test_openai_judge_weights_by_logprobs(fake_server, monkeypatch):
     assert server.requests[0]["body"]["top_logprobs"] == 5
 
 
-def test_openai_judge_retries_500_timeout_and_malformed_replies(fake_server, monkeypatch):
-    server = fake_server(["500", "B", "sleep", "malformed", "A"])
-    verdicts = _run(_judge(server.url, monkeypatch, timeout_s=0.5, max_retries=2), PAIRS[:3])
-    assert [v.p_b for v in verdicts] == [1.0, 0.0, 0.0]
+@pytest.fixture
+def waits(monkeypatch):
+    """The judge's waits between retries, recorded instead of slept."""
+    slept = []
+    monkeypatch.setattr("humpback.judges._sleep", slept.append)
+    return slept
+
+
+def test_openai_judge_retries_500_429_timeout_malformed_and_no_verdict(fake_server, monkeypatch, waits):
+    server = fake_server(["500", "B", "sleep", "malformed", "A", "429:7", "Both are fine", "B"])
+    verdicts = _run(_judge(server.url, monkeypatch, timeout_s=0.5, max_retries=2), PAIRS)
+    assert [v.p_b for v in verdicts] == [1.0, 0.0, 1.0]
     assert all(v.error is None for v in verdicts)
+    assert len(server.requests) == 8  # every retry is ours: the client itself retries nothing
+    assert 7 in waits  # the wait the 429's Retry-After asked for
+    others = [w for w in waits if w != 7]
+    assert len(others) == 4 and all(0 <= w <= 0.01 * 2 for w in others)  # jittered back-off
 
 
-def test_openai_judge_counts_a_verdict_it_cannot_get_without_raising(fake_server, monkeypatch):
+def test_a_retry_after_beyond_max_wait_s_waits_max_wait_s(fake_server, monkeypatch, waits):
+    server = fake_server(["429:3600", "A"])
+    (v,) = _run(_judge(server.url, monkeypatch, max_wait_s=5), PAIRS[:1])
+    assert v.p_b == 0.0 and waits == [5]
+
+
+def test_openai_judge_counts_a_verdict_it_cannot_get_without_raising(fake_server, monkeypatch, waits):
     server = fake_server(["I cannot decide", "no idea", "500", "500", "B"])
     verdicts = _run(_judge(server.url, monkeypatch, max_retries=1), PAIRS[:3])
-    assert verdicts[0].p_b is None and "unparseable" in verdicts[0].error
-    assert verdicts[1].p_b is None and "InternalServerError" in verdicts[1].error
+    assert verdicts[0].p_b is None and "no verdict in the reply 'no idea'" in verdicts[0].error
+    assert verdicts[1].p_b is None and "HTTP 500" in verdicts[1].error
     assert verdicts[2].p_b == 1.0
-    # 5xx are retried once, by the client only: no retries stacked on top of its own
     assert len(server.requests) == 5
+
+
+def test_a_dead_endpoint_stops_the_judge_after_dead_after_failed_requests(fake_server, monkeypatch, waits):
+    server = fake_server(["500"] * 100)
+    pairs = PAIRS * 10
+    verdicts = _run(_judge(server.url, monkeypatch, max_retries=3, dead_after=5), pairs)
+    assert len(server.requests) == 5  # not 30 pairs x 4 attempts
+    assert all(v.p_b is None for v in verdicts)
+    assert "HTTP 500" in verdicts[0].error
+    assert all("not asked: the endpoint is down (5 requests in a row failed" in v.error for v in verdicts[2:])
+
+
+def test_one_success_resets_the_dead_endpoint_count(fake_server, monkeypatch, waits):
+    server = fake_server(["500", "500", "A", "500", "500", "B"])
+    verdicts = _run(_judge(server.url, monkeypatch, max_retries=2, dead_after=3), PAIRS[:2])
+    assert [v.p_b for v in verdicts] == [0.0, 1.0]
 
 
 def test_openai_judge_without_a_key_for_openai_says_which_variable(monkeypatch):

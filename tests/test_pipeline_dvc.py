@@ -1,8 +1,11 @@
 """The real `dvc repro` of the pipeline in a temporary copy of the repo, on the smoke profile."""
 
+import contextlib
+import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -373,34 +376,23 @@ def test_a_stage_killed_at_any_point_reruns_to_the_same_bytes(repo, stage):
     assert [k for k in before if before[k] != after[k]] == []
 
 
-def test_a_killed_training_stage_resumes_under_dvc_repro(repo):
-    """SIGKILL train_m0 after its first complete checkpoint; `dvc repro` resumes it from there (the
-    log says from which step) and it ends with the same model and metrics, bytes for bytes."""
-    import re
-    import signal
-    import time
-
+def test_the_gpu_check_on_cpu_resumes_a_killed_training_under_dvc_repro(repo, tmp_path):
+    """benchmarks/gpu_check.py in its CPU form, against this repository: `dvc repro` finds nothing to
+    do, train_m0 is SIGKILLed after its first complete checkpoint, `dvc repro` resumes it from there
+    (the log says from which step) and it ends with the same model and metrics, bytes for bytes."""
     dest, env, _ = repo
-    entry = yaml.safe_load((dest / "dvc.lock").read_text())["stages"]["train_m0"]
-    paths = ["models/m0", "metrics/train/m0.json"]
-    before = _files(dest, paths)
-    shutil.rmtree(dest / "models/m0")
-    proc = subprocess.Popen(entry["cmd"], shell=True, cwd=dest, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    done = ".humpback/train/m0-*/checkpoint-*/humpback-complete"
-    deadline = time.monotonic() + 300
-    while proc.poll() is None and time.monotonic() < deadline and not list(dest.glob(done)):
-        time.sleep(0.01)
-    assert proc.poll() is None, "train_m0 ended before its first checkpoint: raise the smoke profile's max_steps"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    # -f -s: run it, where a plain repro would check out the earlier run's identical outputs from the cache
-    log = _run([str(BIN / "dvc"), "repro", "-f", "-s", "train_m0"], dest, env)
-    assert re.search(r"m0: resuming from \S+checkpoint-\d+ \(step \d+ of 2\)", log), log[-3000:]
-    after = _files(dest, paths)
-    assert sorted(after) == sorted(before)
-    assert [k for k in before if before[k] != after[k]] == []
-    assert not list(dest.glob(".humpback/train/m0-*")), "the checkpoints outlived the saved model"
+    out = tmp_path / "gpu-check.json"
+    _run([sys.executable, str(dest / "benchmarks/gpu_check.py"), "--repo", str(dest), "--allow-cpu", "--out", str(out)],
+         dest, env, timeout=900)
+    result = json.loads(out.read_text())
+    assert result["ok"] and result["device"] == "cpu" and result["up_to_date_after_resume"]
+    assert result["resume"] == {"resumed_from_step": 1, "of_steps": 2, "same_bytes_as_uninterrupted": True,
+                                "checkpoints_left": 0}
+    from humpback.models.device import bf16_supported
+
+    precision = "bf16" if bf16_supported() else "fp32"  # precision auto: bf16 where the CPU has it natively
+    assert result["train_precision"] == {"m0": precision, "m1": precision, "m2": precision}
+    assert set(result["judged"]) == {"m0", "m1", "m2"} and set(result["curator_auc"]) == {"iter1", "iter2"}
 
 
 def _metrics_of(dest, stage) -> list[str]:
@@ -563,3 +555,112 @@ def test_generation_stages_run_on_vllm(repo, tmp_path):
 
     again = _run([sys.executable, "pipeline/augment.py", "--no-progress"], work, env, timeout=600)
     assert "0 shards generated" in again and "reused" in again
+
+
+# --------------------------------------------------------------------- a judge endpoint's bad hour
+def _openai_verdict(body):
+    """A deterministic judge: its letter depends on the prompt only, so every run agrees."""
+    prompt = "\n".join(m["content"] for m in body["messages"])
+    return "AB"[hashlib.sha256(prompt.encode()).digest()[0] % 2]
+
+
+def _alpaca_eval_verdict(body):
+    """AlpacaEval 2.0's weighted annotator answers "m" (first shown output) or "M", with logprobs."""
+    prompt = "\n".join(m["content"] for m in body["messages"])
+    win, lose = ("m", "M") if hashlib.sha256(prompt.encode()).digest()[0] % 2 else ("M", "m")
+    return {"content": win, "top_logprobs": {win: math.log(0.7), lose: math.log(0.3)}}
+
+
+# Each endpoint's bad hour, one scripted reply per request (concurrency 1, max_retries 1): a 500, a 429
+# with Retry-After, a malformed body, a reply that is no verdict, a stall past timeout_s, each once
+# and then answered; then one pair fails on both attempts. The alpaca_eval client retries HTTP errors
+# and timeouts itself (malformed and no-verdict replies are its parser's), one verdict per pair.
+BAD_HOURS = {
+    "openai": (["500", _openai_verdict, "429:0", _openai_verdict, "malformed", _openai_verdict, "Both are fine",
+                _openai_verdict, "sleep", _openai_verdict, "500", "500"], _openai_verdict, 10),
+    "alpaca_eval": ([_alpaca_eval_verdict, "429:0", _alpaca_eval_verdict, {"content": "no identifier at all"},
+                     "sleep", _alpaca_eval_verdict, "500", "500"], _alpaca_eval_verdict, 5),
+}
+
+
+@contextlib.contextmanager
+def _restored(dest, env):
+    """Params, lock and metrics as they were before the block, outputs checked out of the cache."""
+    saved = {p: p.read_bytes() for p in [dest / "params.yaml", dest / "dvc.lock", *(dest / "metrics").rglob("*")]
+             if p.is_file()}
+    try:
+        yield
+    finally:
+        for p, data in saved.items():
+            p.write_bytes(data)
+        _run([str(BIN / "dvc"), "checkout", "--force"], dest, env)
+
+
+@pytest.mark.parametrize("kind", list(BAD_HOURS))
+def test_a_partial_evaluation_is_not_locked_and_the_next_repro_asks_only_the_missing_verdicts(repo, kind):
+    """evaluate@m2 against a misbehaving endpoint exits non-zero with its finished verdicts kept and
+    is not recorded in dvc.lock; a plain `dvc repro` against the healthy endpoint asks only for the
+    missing verdicts and locks the stage; the metrics equal those of a run that never failed."""
+    from test_judges import FakeOpenAI
+
+    dest, env, _ = repo
+    script, healthy, verdicts_per_run = BAD_HOURS[kind]
+    server = FakeOpenAI(script, key="sk-e2e", default=healthy)
+    env = {**env, "HUMPBACK_E2E_KEY": "sk-e2e"}
+    judged = dest / "data/eval/judged/m2"
+    with _restored(dest, env):
+        params = yaml.safe_load((dest / "params.yaml").read_text())
+        ev = params["evaluate"]
+        # the set's own references: the smoke models' answers are all alike (ties, never asked)
+        ev["set"].update(source="alpaca_eval", path="tests/fixtures/alpaca_eval_sample.json", max_prompts=5)
+        ev["reference"] = "dataset"
+        ev["judge"]["kind"] = kind
+        ev["judge"]["openai"].update(base_url=server.url, api_key_env="HUMPBACK_E2E_KEY", concurrency=1,
+                                     max_retries=1, timeout_s=1, max_wait_s=0.2)
+        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        try:
+            bad = subprocess.run([str(BIN / "dvc"), "repro", "evaluate@m2"], cwd=dest, env=env, capture_output=True,
+                                 text=True, timeout=600)
+            assert bad.returncode != 0, bad.stdout[-3000:]
+            out = bad.stdout + bad.stderr
+            assert "Traceback" not in out, out[-3000:]
+            assert re.search(r"incomplete: .*(1 of 5 pairs have no verdict|4 of 5 verdicts are kept)", out), out[-3000:]
+            cache = judged / ("judgements.jsonl" if kind == "openai" else "alpaca_eval_annotations.json")
+            assert cache.is_file()  # the finished verdicts are on disk
+            lock = yaml.safe_load((dest / "dvc.lock").read_text())["stages"]
+            assert lock["answer@m2"]["deps"]  # the stages before it finished and were locked
+            assert "evaluate@m2" in json.loads(_run([str(BIN / "dvc"), "status", "--json", "evaluate@m2"], dest, env))
+            asked = len(server.requests)
+
+            log = _run([str(BIN / "dvc"), "repro"], dest, env)  # plain repro, now against a healthy endpoint
+            assert "Running stage 'evaluate@m2'" in log and "Running stage 'answer@m2'" not in log
+            assert len(server.requests) - asked == 1  # only the missing verdict
+            assert "Running stage" not in _run([str(BIN / "dvc"), "repro"], dest, env)  # locked, up to date
+            finished = (dest / "metrics/eval/m2.json").read_bytes()
+            m = json.loads(finished)
+            assert m["failed"] == 0 and m["n_total"] == 5 and "missing_accepted" not in m
+
+            shutil.rmtree(judged)  # the run that never failed: every verdict asked once, nothing cached
+            asked = len(server.requests)
+            _run([str(BIN / "dvc"), "repro", "-f", "-s", "evaluate@m2"], dest, env)
+            assert len(server.requests) - asked == verdicts_per_run
+            assert (dest / "metrics/eval/m2.json").read_bytes() == finished
+            if kind == "openai":
+                _a_share_of_missing_verdicts_can_be_accepted_and_the_metrics_say_so(dest, env, server, judged)
+        finally:
+            server.close()
+
+
+def _a_share_of_missing_verdicts_can_be_accepted_and_the_metrics_say_so(dest, env, server, judged):
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params["evaluate"]["max_failed_share"] = 0.2
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    shutil.rmtree(judged)
+    server.script = ["500", "500"]  # the first pair's first verdict fails: 1 of 5 pairs
+    log = _run([str(BIN / "dvc"), "repro", "evaluate@m2"], dest, env)
+    assert "1 of 5 pairs have no verdict" in log and "accepted under evaluate.max_failed_share 0.2" in log
+    m = json.loads((dest / "metrics/eval/m2.json").read_text())
+    assert m["missing_accepted"] == {"pairs": 1, "of": 5, "max_failed_share": 0.2}
+    assert m["failed"] == 1 and m["n_total"] == 4
+    shown = _run([str(BIN / "humpback"), "metrics", "metrics/eval/m2.json"], dest, env)
+    assert re.search(r"win_rate .*over 4 of 5 pairs: 1 without a verdict accepted", shown), shown

@@ -29,7 +29,8 @@ import yaml
 
 from humpback.config import JudgeConfig
 from humpback.evaluate import JudgeResult
-from humpback.io import write_json
+from humpback.incomplete import Incomplete
+from humpback.io import tracebacks_as_one_line, write_json
 
 log = logging.getLogger(__name__)
 CACHE_NAME = "alpaca_eval_annotations.json"
@@ -135,15 +136,21 @@ def judge_with_alpaca_eval(rows: list[dict], outputs: list[dict], references: li
                 # alpaca_eval's own tie handling cannot write 1.5 under pandas 3
                 judge.df_annotations["preference"] = judge.df_annotations["preference"].astype(float)
             try:
-                annotated = _annotate(judge, rows, outputs, references, asked, o, tmp)
+                with tracebacks_as_one_line():
+                    annotated = _annotate(judge, rows, outputs, references, asked, o, tmp)
             except openai.OpenAIError as exc:
-                raise AlpacaEvalError(
+                _forget_failed(cache_path)
+                kept = len(_cached_verdicts(cache_path) & {(rows[i]["instruction"], references[i]["output"],
+                                                             outputs[i]["output"]) for i in asked})
+                raise Incomplete(
                     f"the judge endpoint {o.base_url} failed after {o.max_retries} retries ({type(exc).__name__}: "
-                    f"{exc}); the verdicts already in {cache_path} are kept: rerun the stage to ask for the rest"
-                ) from None
+                    f"{str(exc)[:200]}); {kept} of {len(asked)} verdicts are kept in {cache_path}: run `dvc repro` "
+                    "again to ask only for the missing ones") from None
         _forget_failed(cache_path)
         for i, a in zip(asked, annotated):
             prefs[i] = _number(a.get("preference"))
+            if prefs[i] is not None:  # as its cache holds it (pandas' to_json keeps 10 digits): a rerun reads the same
+                prefs[i] = round(prefs[i], 10)
             if prefs[i] is not None and not 1 <= prefs[i] <= 2:  # 0: alpaca_eval's "identical answers"
                 prefs[i] = 1.5 if prefs[i] == 0 else None
     annotations = []
@@ -154,10 +161,8 @@ def judge_with_alpaca_eval(rows: list[dict], outputs: list[dict], references: li
                             "preference": prefs[i] if i in prefs else 1.5})  # not asked: identical answers
     reused = sum((rows[i]["instruction"], references[i]["output"], outputs[i]["output"]) in before for i in asked)
     failed = sum(prefs.get(i) is None for i in asked)
-    if failed:
-        log.warning("%d of %d AlpacaEval verdicts failed (no parseable preference; asked again on the next run)",
-                    failed, len(asked))
-    return JudgeResult(annotations, requested=len(asked) - reused, reused=reused, failed=failed)
+    return JudgeResult(annotations, requested=len(asked) - reused, reused=reused, failed=failed,
+                       reasons=("no parseable preference in the annotator's reply",) if failed else ())
 
 
 def _annotate(judge, rows, outputs, references, asked: list[int], o, tmp: str) -> list[dict]:
@@ -165,10 +170,14 @@ def _annotate(judge, rows, outputs, references, asked: list[int], o, tmp: str) -
         outputs_1=[{"instruction": rows[i]["instruction"], "output": references[i]["output"]} for i in asked],
         outputs_2=[{"instruction": rows[i]["instruction"], "output": outputs[i]["output"]} for i in asked],
         is_ordered=True,
-        chunksize=32,  # the cache is saved after every chunk: a crash loses at most one chunk's verdicts
+        # the cache is saved after every chunk: a crash or a dead endpoint loses at most one chunk's verdicts
+        chunksize=4 * o.concurrency,
         # the endpoint of evaluate.judge.openai; a client config file of alpaca_eval's own
         # (OPENAI_CLIENT_CONFIG_PATH) must not silently send the requests elsewhere
         client_config_path=str(Path(tmp) / "no-client-config.yaml"),
         openai_api_base=o.base_url, openai_api_keys=[os.environ.get(o.api_key_env) or "not-needed"],
         openai_organization_ids=None, num_procs=o.concurrency,
+        # the openai client retries connection errors, timeouts, 429 and 5xx with exponential back-off
+        # and jitter, waiting what a Retry-After header asks for (up to a minute); a request that still
+        # fails ends the annotation (alpaca_eval raises it): a dead endpoint stops the stage early
         client_kwargs={"timeout": o.timeout_s, "max_retries": o.max_retries})

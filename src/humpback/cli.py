@@ -23,6 +23,7 @@ def main() -> None:
     \b
     Run the pipeline:      dvc repro
     Check parameters:      humpback check-params params.yaml
+    Check inputs too:      humpback check   (dangling links, unreadable files)
     Switch scale:          humpback profile apply smoke
     Try the segmenter:     humpback segment README.md
     Ask a model:           humpback generate m2 "How do I keep basil alive?"
@@ -61,6 +62,40 @@ def check_params(path: str) -> None:
     ev = cfg.evaluate
     click.echo(f"  eval:   {ev.set.source} {ev.set.hub_dataset or ev.set.path}; {', '.join(ev.models)} vs {ev.reference}; "
                f"judge {ev.judge.kind} ({ev.judge.label})" + (f"; scaling {cfg.scaling.sizes}" if cfg.scaling.sizes else ""))
+
+
+@main.command("check")
+@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False))
+def check_cmd(params_path: str) -> None:
+    """Check params and the input files before `dvc repro` does.
+
+    Validates the params file (as check-params does), then lists every dangling symbolic link and
+    unreadable file or folder under raw.path, the raw stage's DVC dependency: DVC hashes that folder
+    before any stage runs, and stops at the first such entry with a bare "[Errno 2] No such file or
+    directory". Exit status 1 when something is listed.
+
+    \b
+    Fix a folder copied with `cp -r` that carries links out of it:
+      rm -r data/mycorpus && cp -rL /usr/share/doc/python3-doc/html data/mycorpus
+    """
+    from humpback.config import ConfigError, load_config
+    from humpback.data.check import unhashable
+
+    try:
+        cfg = load_config(params_path)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    roots = [cfg.raw.path] + [s.path for s in cfg.raw.sources if s.type == "files" and
+                              not Path(s.path).resolve().is_relative_to(Path(cfg.raw.path).resolve())]
+    problems = [p for root in roots for p in unhashable(root)]
+    for p in problems:
+        click.echo(f"  {p}")
+    if problems:
+        click.echo(f"error: {len(problems)} entries under {', '.join(roots)} cannot be hashed by DVC: copy the folder "
+                   "with links resolved (cp -rL SRC DEST), or remove them", err=True)
+        sys.exit(1)
+    click.echo(f"{params_path}: ok; every file under {', '.join(roots)} can be read")
 
 
 @main.group("profile")
@@ -246,6 +281,10 @@ def metrics_cmd(paths: tuple[str, ...], match: str) -> None:
                 mark = ""
                 if key in WIN_RATE_KEYS and verdict and not verdict["reliable"]:
                     mark = click.style("  unreliable judge: " + "; ".join(verdict["reasons"]), fg="yellow")
+                if key in WIN_RATE_KEYS and isinstance(data, dict) and (missing := data.get("missing_accepted")):
+                    mark += click.style(f"  over {missing['of'] - missing['pairs']} of {missing['of']} pairs: "
+                                        f"{missing['pairs']} without a verdict accepted (evaluate.max_failed_share "
+                                        f"{missing['max_failed_share']})", fg="yellow")
                 click.echo(f"  {key:<44} {value}{mark}")
 
 

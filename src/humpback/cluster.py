@@ -11,6 +11,9 @@ the unit's own ``write`` (atomically, under its key), so:
 - the outputs are the same table, byte for byte, wherever they ran (each unit is seeded from its
   key, never from where or in which order it ran);
 - a lost worker or node costs only its units in flight (Ray restarts the actor and retries them);
+  lost beyond Ray's restarts (``ray.max_restarts``), or an engine that fails on a unit, the stage
+  keeps every unit written and exits non-zero (:class:`~humpback.incomplete.Incomplete`), so DVC
+  records nothing and the next ``dvc repro`` computes only the missing ones;
 - a killed stage keeps every unit already written, and a rerun computes only the missing ones;
 - no shared file system is needed for data: input rows travel to the workers and outputs back
   through Ray's object store. The model folders are read by path, so every node must see them at
@@ -34,6 +37,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from humpback.config import RayConfig
+from humpback.incomplete import Incomplete
+from humpback.io import tracebacks_as_one_line
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +83,32 @@ def run_units(job: Job, units: Sequence[Unit], cfg: RayConfig,
     address = ray_address(cfg)
     if address is None:
         job.setup()
-        for unit in units:
-            unit.write(job.run(unit.read(), unit.key, progress))
+        for done, unit in enumerate(units):
+            try:
+                output = job.run(unit.read(), unit.key, progress)
+            except _CODE_ERRORS:
+                raise
+            except Exception as exc:  # the engine failed on this unit: keep what is written, say what is not
+                log.debug("unit %s failed", unit.name, exc_info=True)
+                raise Incomplete(f"{len(units) - done} of {len(units)} units not written: the engine failed on "
+                                 f"{unit.name} ({_gist(exc)}); the {done} written are kept: run the stage again "
+                                 "(`dvc repro`) to compute only the missing ones") from exc
+            unit.write(output)
         return "in process"
     return _run_on_ray(job, units, cfg, address, progress)
+
+
+# Errors that mean a bug in the code, not an engine or worker that failed this time: tracebacks.
+_CODE_ERRORS = (TypeError, AttributeError, NameError, KeyError, IndexError, AssertionError, ImportError,
+                NotImplementedError)
+
+
+def _gist(exc: BaseException, sentences: int = 3) -> str:
+    """An exception in one line: its type and the first sentences of its message (Ray's run long)."""
+    text = " ".join(str(exc).split())
+    parts = text.split(". ")
+    short = ". ".join(parts[:sentences]) + ("." if len(parts) > sentences else "")
+    return f"{type(exc).__name__}: {short[:400]}"
 
 
 # ------------------------------------------------------------------------------------------ Ray
@@ -154,11 +181,23 @@ def _run_on_ray(job: Job, units: Sequence[Unit], cfg: RayConfig, address: str,
     where = f"Ray ({address}): {replicas} {engine} replicas, {gpus:g} GPUs and {cfg.cpus_per_worker:g} CPUs each"
     log.info("running %d units on %s", len(units), where)
     ds = ray.data.from_items([{"index": i, "key": u.key, "rows": _to_bytes(u.read())} for i, u in enumerate(units)])
+    remote_args = {} if cfg.max_restarts is None else {"max_restarts": cfg.max_restarts}
     ds = ds.map_batches(_Replica, fn_constructor_args=(job,), batch_size=1, batch_format="pyarrow",
                         compute=ray.data.ActorPoolStrategy(size=replicas), num_gpus=gpus or None,
-                        num_cpus=cfg.cpus_per_worker)
-    for row in ds.iter_rows():  # as units finish, in any order: each is written as soon as it is back
-        unit = units[row["index"]]
-        unit.write(_from_bytes(row["output"]))
-        progress(unit.rows)
+                        num_cpus=cfg.cpus_per_worker, **remote_args)
+    written = 0
+    try:
+        with tracebacks_as_one_line("ray", "ray.data"):  # the line below says what was lost
+            for row in ds.iter_rows():  # as units finish, in any order: each is written as soon as it is back
+                unit = units[row["index"]]
+                unit.write(_from_bytes(row["output"]))
+                written += 1
+                progress(unit.rows)
+    except _CODE_ERRORS:
+        raise
+    except Exception as exc:  # a worker lost beyond Ray's retries, a failed node, an engine error
+        log.debug("the Ray dataset failed", exc_info=True)
+        raise Incomplete(f"{len(units) - written} of {len(units)} units not written: Ray failed ({_gist(exc)}); "
+                         f"the {written} written are kept: run the stage again (`dvc repro`) to compute only the "
+                         "missing ones") from exc
     return where

@@ -412,6 +412,9 @@ class RayConfig(_Section):
     # GPUs per replica; null = vllm.tensor_parallel_size (1 for hf) on a cluster with GPUs, else 0
     gpus_per_worker: Annotated[float, Field(ge=0)] | None = None
     cpus_per_worker: Annotated[float, Field(gt=0)] = 1.0
+    # How often Ray restarts a lost replica (its units in flight are retried); null = Ray Data's
+    # default. Lost beyond that, the stage keeps what is written and exits non-zero.
+    max_restarts: Annotated[int, Field(ge=-1)] | None = None
 
 
 class HygieneConfig(_Section):
@@ -487,7 +490,14 @@ class OpenAIJudgeConfig(_Section):
     model: str = "gpt-4o-mini"
     api_key_env: str = "OPENAI_API_KEY"
     timeout_s: Annotated[float, Field(gt=0)] = 60.0
-    max_retries: NonNegInt = 3  # per request, with backoff; then the judgement counts as failed
+    # Per request: a connection error, timeout, 429, 5xx, malformed body or reply without a verdict
+    # is asked again after the wait its Retry-After header names, else an exponential back-off with
+    # jitter, each wait at most max_wait_s; then the pair has no verdict (asked on the next run).
+    max_retries: NonNegInt = 3
+    max_wait_s: Annotated[float, Field(gt=0)] = 60.0
+    # This many failed requests in a row, no success between: the endpoint is down, and the stage
+    # stops asking (keeping its verdicts) instead of spending every retry on every pair.
+    dead_after: PositiveInt = 10
     logprobs: bool = False  # ask for top logprobs of the verdict token: a weighted preference
     max_tokens: PositiveInt = 8
     concurrency: PositiveInt = 4
@@ -536,6 +546,10 @@ class EvaluateConfig(_Section):
     inference_tag: str | None = "Answer in the style of an AI Assistant. Answer with knowledge from web search."
     generation: GenerationConfig = GenerationConfig(max_new_tokens=48, batch_size=16)  # demo: short answers
     judge: JudgeConfig = JudgeConfig()
+    # The share of pairs that may stay without a verdict (the judge endpoint failed them) for
+    # evaluate@m to finish; the metrics then say how many. Above it, the stage keeps its verdicts and
+    # exits non-zero, so DVC records nothing and the next `dvc repro` asks only for the missing ones.
+    max_failed_share: Annotated[float, Field(ge=0, le=1)] = 0.0
     lc_splits: Annotated[int, Field(ge=2)] = 5  # cross-validation folds of the length-controlled GLM
     # Optional CSV of per-prompt difficulty (AlpacaEval's instruction_difficulty.csv: prompt index,
     # difficulty) for the LC GLM's difficulty term; null = the offline form without it.

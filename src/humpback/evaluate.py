@@ -5,7 +5,8 @@ Annotations use AlpacaEval's format (``output_1`` = reference, ``output_2`` = mo
 1 = reference better, 2 = model better, 1.5 = tie), so its tools read them unchanged. Every single
 verdict is appended to a cache file as soon as the judge returns it, keyed on the judge's identity,
 the prompt and the two answers in the order shown: a crashed or interrupted run resumes where it
-stopped, and a failed verdict is simply asked again next time.
+stopped, and a failed verdict is asked again next time (evaluate@m exits non-zero while any is
+missing, beyond ``evaluate.max_failed_share``, so DVC never records it as done).
 """
 
 from __future__ import annotations
@@ -119,7 +120,11 @@ class JudgeResult:
     annotations: list[dict]
     requested: int  # verdicts asked of the judge in this run
     reused: int  # verdicts taken from the cache
-    failed: int  # verdicts the judge could not give (pairs without a preference)
+    failed: int  # verdicts the judge could not give (their pairs have no preference)
+    reasons: tuple[str, ...] = ()  # why, one entry per distinct reason
+
+    def missing_pairs(self) -> int:
+        return sum(a["preference"] is None for a in self.annotations)
 
 
 def judge_outputs(rows: list[dict], outputs: list[dict], references: list[dict], judge_factory: Callable[[], Judge],
@@ -159,10 +164,6 @@ def judge_outputs(rows: list[dict], outputs: list[dict], references: list[dict],
                 judge.judge([todo[k] for k in order], on_verdict)
             finally:
                 cache.close()
-    if failed:
-        reasons = sorted(set(failed.values()))
-        log.warning("%d of %d verdicts failed (they are asked again on the next run): %s",
-                    len(failed), len(todo), "; ".join(reasons[:3]))
     annotations = []
     used: set[str] = set()
     for row, out, ref, pair_keys in zip(rows, outputs, references, keys):
@@ -181,7 +182,8 @@ def judge_outputs(rows: list[dict], outputs: list[dict], references: list[dict],
                        preference_reference_first=prefs[0], preference_model_first=prefs[1])
         annotations.append(ann)
     cache.compact(used)
-    return JudgeResult(annotations, requested=len(todo), reused=len(used) - len(todo), failed=len(failed))
+    return JudgeResult(annotations, requested=len(todo), reused=len(used) - len(todo), failed=len(failed),
+                       reasons=tuple(sorted(set(failed.values()))))
 
 
 def judge_pairs(rows: list[dict], outputs: list[dict], references: list[dict], judge: JudgeConfig, template: str,

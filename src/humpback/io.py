@@ -3,6 +3,7 @@ seeded order of rows."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -55,6 +56,33 @@ def setup_logging(verbose: bool = False) -> None:
     # third-party chatter that says nothing about our data
     for noisy in ("httpx", "urllib3", "filelock", "datasets", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def tracebacks_as_one_line(*logger_names: str):
+    """Within the block, log records that carry an exception reach the terminal as one line (the
+    message and the exception's type and first line), not a traceback: for libraries that log a
+    failure with its traceback (alpaca_eval's failed request, Ray Data's lost worker) before the
+    stage says in one line what is missing. Handlers of the root logger and of ``logger_names``
+    that write to a stream; file handlers (Ray's session logs) keep the full traceback."""
+
+    def one_line(record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            gist = (str(exc).strip().splitlines() or [""])[0][:200]
+            record.msg = f"{record.getMessage()} ({type(exc).__name__}: {gist})"
+            record.args, record.exc_info, record.exc_text = None, None, None
+        return True
+
+    handlers = [h for name in ("", *logger_names) for h in logging.getLogger(name).handlers
+                if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+    for handler in handlers:
+        handler.addFilter(one_line)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(one_line)
 
 
 COMPRESSED = (".gz", ".zst")
