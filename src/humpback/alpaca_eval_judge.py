@@ -138,7 +138,7 @@ def judge_with_alpaca_eval(rows: list[dict], outputs: list[dict], references: li
             try:
                 with tracebacks_as_one_line():
                     annotated = _annotate(judge, rows, outputs, references, asked, o, tmp)
-            except openai.OpenAIError as exc:
+            except (openai.OpenAIError, json.JSONDecodeError) as exc:  # its loop retries neither a 5xx nor a malformed body
                 _forget_failed(cache_path)
                 kept = len(_cached_verdicts(cache_path) & {(rows[i]["instruction"], references[i]["output"],
                                                              outputs[i]["output"]) for i in asked})
