@@ -105,3 +105,29 @@ def test_a_scaling_point_is_a_forward_model_on_the_scaling_set_only(tmp_path):
                                "--out", "out", *extra], cwd=tmp_path, capture_output=True, text=True)
         assert proc.returncode == 2 and "--scaling-size trains a forward model" in proc.stderr, proc.stderr
         assert not (tmp_path / "out").exists()
+
+
+def test_a_stage_killed_while_it_creates_the_store_leaves_no_broken_store(tmp_path):
+    """Regression: a stage SIGKILLed while MLflow migrated a new mlflow.db left it half-migrated, and
+    every later stage failed on it. Now the store appears under its name only once complete."""
+    import time
+
+    import mlflow
+
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["DVC_ROOT"] = str(tmp_path)
+    setup = [sys.executable, "-c", "from humpback import tracking; tracking.setup('humpback')"]
+    proc = subprocess.Popen(setup, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = tmp_path / "mlflow.db"
+    while (not db.exists() or db.stat().st_size < 300_000) and proc.poll() is None:
+        time.sleep(0.002)
+    proc.kill()  # a third of the way to a full store (about 900 KB): before the fix, mid-migration
+    proc.wait()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".mlflow.db.tmp")] in ([], [f".mlflow.db.tmp-{proc.pid}"])
+    done = subprocess.run(setup, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("humpback")
+    run = client.create_run(exp.experiment_id)
+    client.log_param(run.info.run_id, "x", 1)
+    assert client.get_run(run.info.run_id).data.params == {"x": "1"}

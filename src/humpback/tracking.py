@@ -37,11 +37,37 @@ def tracking_uri() -> str:
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
+def create_sqlite_store(uri: str) -> None:
+    """Create a missing sqlite store whole or not at all: MLflow migrates a new database in about 30
+    steps, and a stage killed among them left a half-migrated mlflow.db (an ``_alembic_tmp_*`` table)
+    that failed every later stage. So the store is built under a temp name and linked into place
+    (``os.link`` never replaces: a store another process finished first wins)."""
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri[len("sqlite:///"):])
+    if path.exists() or not path.parent.is_dir():
+        return
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        store = SqlAlchemyStore(f"sqlite:///{tmp}", (project_root() / "mlartifacts").as_uri())
+        store.engine.dispose()
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def setup(experiment: str) -> str:
     """Point MLflow at the project's store and return the experiment id (created if missing), marked
     as a model-training experiment so that the UI shows its runs."""
     import mlflow
 
+    create_sqlite_store(tracking_uri())
     mlflow.set_tracking_uri(tracking_uri())
     found = mlflow.get_experiment_by_name(experiment)
     if found is not None:
