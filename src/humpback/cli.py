@@ -437,6 +437,37 @@ def export_alpaca_eval(model, out, annotations):
         click.echo(f"{out_path.with_name('annotations.json')}: the judge's annotations")
 
 
+@export_group.command("dataset")
+@click.argument("iteration", type=int)
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--push-to-hub", "repo_id", default=None, metavar="REPO",
+              help="Also upload the folder as the dataset repo REPO (user/name); token from $HF_TOKEN only.")
+@click.option("--private", is_flag=True, help="With --push-to-hub: create the repo private.")
+def export_dataset_cmd(iteration, out, repo_id, private):
+    """Export ITERATION's curated set (data/curated/iter<ITERATION>) as a Hugging Face dataset in OUT:
+    Parquet plus a README.md dataset card whose metadata holds the curation recipe and threshold,
+    the licences and sources of the documents the responses came from, the DVC md5 of the models
+    and data behind it, the git commit and the curator check's AUC. `datasets.load_dataset(OUT)`
+    reads it.
+
+    \b
+    Example:
+      humpback export dataset 2 exports/iter2
+      HF_TOKEN=hf_... humpback export dataset 2 exports/iter2 --push-to-hub me/humpback-iter2
+    """
+    from humpback.export import ExportError, export_dataset, push_to_hub
+
+    try:
+        card = export_dataset(iteration, out, repo_id=repo_id)
+        meta = card.data.to_dict()["humpback"]
+        click.echo(f"{out}: {meta['pairs']} pairs of iteration {iteration} (Parquet + README.md dataset card; "
+                   f"source licences: {', '.join(meta['licenses']) or 'none'})")
+        if repo_id:
+            click.echo(f"uploaded: {push_to_hub(out, repo_id, private)}")
+    except ExportError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @main.command("ui")
 @click.option("--port", type=int, default=5000, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback by default: the UI has no login.")
