@@ -198,3 +198,22 @@ def test_ui_without_a_store_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.delenv("DVC_ROOT", raising=False)
     result = CliRunner().invoke(main, ["ui"])
     assert result.exit_code != 0 and "run `dvc repro` first" in result.output
+
+
+def test_ui_runs_one_server_worker_unless_told_otherwise(tmp_path, monkeypatch):
+    """One worker: the UI starts faster (about 8 s against 10-13 s with MLflow's default 4 here)."""
+    import humpback.cli as cli
+    from humpback import tracking
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    (tmp_path / "mlflow.db").touch()
+    monkeypatch.setattr(tracking, "runs_page", lambda experiment: "")  # the empty file is no store
+    served = []
+    monkeypatch.setattr(cli, "_serve", lambda cmd, env: served.append(cmd) or 0)
+    for args, workers in (([], "1"), (["--workers", "3"], "3")):
+        result = CliRunner().invoke(main, ["ui", *args])
+        assert result.exit_code == 0, result.output
+        cmd = served.pop()
+        assert cmd[cmd.index("--workers") + 1] == workers

@@ -473,7 +473,9 @@ def export_dataset_cmd(iteration, out, repo_id, private):
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback by default: the UI has no login.")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False),
               help="Where mlflow.experiment is set (the default experiment, humpback, if the file is missing).")
-def ui_cmd(port, host, params_path):
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Server worker processes. One serves one person and starts faster than MLflow's default 4.")
+def ui_cmd(port, host, params_path, workers):
     """Open the MLflow UI on this project's store (mlflow.db, or MLFLOW_TRACKING_URI).
 
     The printed URL lands on the project's runs table: one parent run per pipeline execution, its
@@ -499,7 +501,8 @@ def ui_cmd(port, host, params_path):
         raise click.ClickException(str(exc)) from None
     page = tracking.runs_page(experiment) or ""
     click.echo(f"MLflow UI on {uri}: http://{host}:{port}/{page}  (Ctrl-C to stop)")
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port),
+           "--workers", str(workers)]
     sys.exit(_serve(cmd, {**os.environ, "MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK": "true"}))
 
 
