@@ -38,7 +38,7 @@ import pyarrow as pa
 
 from humpback.config import RayConfig
 from humpback.incomplete import Incomplete
-from humpback.io import tracebacks_as_one_line
+from humpback.io import exception_gist, tracebacks_as_one_line
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def run_units(job: Job, units: Sequence[Unit], cfg: RayConfig,
             except Exception as exc:  # the engine failed on this unit: keep what is written, say what is not
                 log.debug("unit %s failed", unit.name, exc_info=True)
                 raise Incomplete(f"{len(units) - done} of {len(units)} units not written: the engine failed on "
-                                 f"{unit.name} ({_gist(exc)}); the {done} written are kept: run the stage again "
+                                 f"{unit.name} ({exception_gist(exc)}); the {done} written are kept: run the stage again "
                                  "(`dvc repro`) to compute only the missing ones") from exc
             unit.write(output)
         return "in process"
@@ -101,14 +101,6 @@ def run_units(job: Job, units: Sequence[Unit], cfg: RayConfig,
 # Errors that mean a bug in the code, not an engine or worker that failed this time: tracebacks.
 _CODE_ERRORS = (TypeError, AttributeError, NameError, KeyError, IndexError, AssertionError, ImportError,
                 NotImplementedError)
-
-
-def _gist(exc: BaseException, sentences: int = 3) -> str:
-    """An exception in one line: its type and the first sentences of its message (Ray's run long)."""
-    text = " ".join(str(exc).split())
-    parts = text.split(". ")
-    short = ". ".join(parts[:sentences]) + ("." if len(parts) > sentences else "")
-    return f"{type(exc).__name__}: {short[:400]}"
 
 
 # ------------------------------------------------------------------------------------------ Ray
@@ -197,7 +189,7 @@ def _run_on_ray(job: Job, units: Sequence[Unit], cfg: RayConfig, address: str,
         raise
     except Exception as exc:  # a worker lost beyond Ray's retries, a failed node, an engine error
         log.debug("the Ray dataset failed", exc_info=True)
-        raise Incomplete(f"{len(units) - written} of {len(units)} units not written: Ray failed ({_gist(exc)}); "
+        raise Incomplete(f"{len(units) - written} of {len(units)} units not written: Ray failed ({exception_gist(exc)}); "
                          f"the {written} written are kept: run the stage again (`dvc repro`) to compute only the "
                          "missing ones") from exc
     return where

@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections import Counter
 from pathlib import Path
-
-import yaml
 
 PARQUET_NAME = "train-00000-of-00001.parquet"
 COLUMNS = ("instruction", "response", "score", "expected_score", "url", "id")
@@ -32,15 +29,6 @@ def _size_category(n: int) -> str:
         if n < bound:
             return name
     return "1M<n<10M"
-
-
-def _lock_md5(lock: dict, path: str) -> str | None:
-    """The md5 DVC recorded for ``path`` as some stage's output."""
-    for stage in lock.get("stages", {}).values():
-        for out in stage.get("outs", []):
-            if out.get("path") == path:
-                return out.get("md5")
-    return None
 
 
 def _read_json(path: Path) -> dict:
@@ -66,30 +54,32 @@ def provenance(urls: list[str | None], raw_dir: Path) -> dict:
 
 def dataset_metadata(iteration: int, root: Path, rows: int, urls: list[str | None]) -> dict:
     """The card's ``humpback`` block: recipe, provenance, DVC hashes, commit, curator AUC."""
-    params = yaml.safe_load((root / "params.yaml").read_text()) if (root / "params.yaml").is_file() else {}
-    lock = yaml.safe_load((root / "dvc.lock").read_text()) if (root / "dvc.lock").is_file() else {}
-    curate = params.get("curate", {})
-    curator = (params.get("iterations", {}).get(str(iteration)) or params.get("iterations", {}).get(iteration) or {})
-    curator = curator.get("curator")
+    from humpback.config import ConfigError, load_config
+    from humpback.tracking import dvc_out_hashes, git_commit
+
+    try:
+        cfg = load_config(root / "params.yaml")
+    except ConfigError as exc:
+        raise ExportError(f"the recipe cannot be read: {exc}") from None
+    if iteration not in cfg.iterations:
+        raise ExportError(f"iteration {iteration} is not in params.yaml's iterations {sorted(cfg.iterations)}")
+    curator = cfg.iterations[iteration].curator
     selected = _read_json(root / f"metrics/curate/iter{iteration}.json")
     scored = _read_json(root / f"metrics/score/iter{iteration}.json")
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
     nodes = ["data/raw", "data/corpus", "data/candidates", f"data/curated/iter{iteration}", "models/base",
-             "models/backward"] + ([f"models/{curator}"] if curator else [])
+             "models/backward", f"models/{curator}"]
+    hashes = dvc_out_hashes(nodes, root / "dvc.lock")
+    c = cfg.curate
     return {
         "iteration": iteration,
         "pairs": rows,
-        "recipe": {"method": "instruction backtranslation (Li et al., 2023)", "scorer": curate.get("scorer"),
-                   "threshold": curate.get("threshold"), "use_expected_score": curate.get("use_expected_score"),
-                   "curator": curator, "candidates": selected.get("pairs"), "kept_share": selected.get("kept_share")},
+        "recipe": {"method": "instruction backtranslation (Li et al., 2023)", "scorer": c.scorer,
+                   "threshold": c.threshold, "use_expected_score": c.use_expected_score, "curator": curator,
+                   "candidates": selected.get("pairs"), "kept_share": selected.get("kept_share")},
         "curator_auc": (scored.get("curator_check") or {}).get("auc"),
         **provenance(urls, root / "data/raw"),
-        "dvc_md5": {node: _lock_md5(lock, node) for node in nodes},
-        "git_commit": commit,
+        "dvc_md5": {node: hashes.get(node) for node in nodes},
+        "git_commit": git_commit(root),
     }
 
 
@@ -128,7 +118,6 @@ pairs = load_dataset("{load_from}", split="train")
 def export_dataset(iteration: int, out: str | Path, root: str | Path = ".", repo_id: str | None = None):
     """Write the curated set of ``iteration`` as a Hugging Face dataset folder ``out``; returns the
     card. Raises :class:`ExportError` naming what is missing."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
     from huggingface_hub import DatasetCard, DatasetCardData
 
@@ -162,7 +151,7 @@ def export_dataset(iteration: int, out: str | Path, root: str | Path = ".", repo
     card = DatasetCard(f"---\n{data.to_yaml()}\n---\n{text}")
     (out / "data").mkdir(parents=True, exist_ok=True)
     tmp = out / "data" / f".{PARQUET_NAME}.tmp-{os.getpid()}"
-    pq.write_table(pa.Table.from_pylist(table.to_pylist(), schema=table.schema), tmp)
+    pq.write_table(table, tmp)
     os.replace(tmp, out / "data" / PARQUET_NAME)
     card.save(out / "README.md")
     return card

@@ -58,6 +58,13 @@ def setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def exception_gist(exc: BaseException, sentences: int = 3) -> str:
+    """An exception in one line: its type and the first sentences of its message (Ray's run long)."""
+    parts = " ".join(str(exc).split()).split(". ")
+    short = ". ".join(parts[:sentences]) + ("." if len(parts) > sentences else "")
+    return f"{type(exc).__name__}: {short[:400]}"
+
+
 @contextlib.contextmanager
 def tracebacks_as_one_line(*logger_names: str):
     """Within the block, log records that carry an exception reach the terminal as one line (the
@@ -68,9 +75,7 @@ def tracebacks_as_one_line(*logger_names: str):
 
     def one_line(record: logging.LogRecord) -> bool:
         if record.exc_info and record.exc_info[1] is not None:
-            exc = record.exc_info[1]
-            gist = (str(exc).strip().splitlines() or [""])[0][:200]
-            record.msg = f"{record.getMessage()} ({type(exc).__name__}: {gist})"
+            record.msg = f"{record.getMessage()} ({exception_gist(record.exc_info[1])})"
             record.args, record.exc_info, record.exc_text = None, None, None
         return True
 
