@@ -16,11 +16,11 @@ import time
 
 import click
 
-from humpback.config import CorpusConfig
-from humpback.data.corpus_sources import iter_python_packages
+from humpback.data.config import CorpusConfig
 from humpback.data.dedup import Deduplicator
 from humpback.data.filters import header_reason, language_reason, length_reason, repetition_reason
 from humpback.data.segment import segment
+from humpback.data.sources import iter_python_packages
 
 
 @click.command()

@@ -50,9 +50,12 @@ def _count_tokens(tok, texts: list[str]) -> int:
 def main(model_dir, corpus, segments, new_tokens, rating_tokens, batch_size, precision, engines, random_weights, out):
     import tempfile
 
-    from humpback.config import CurateConfig, GenerationConfig, VLLMConfig
-    from humpback.curate import make_scorer
-    from humpback.models.generation import EngineSpec, Sampling, encode_chats, load_tokenizer
+    from humpback.curate.config import CurateConfig
+    from humpback.curate.score import make_scorer
+    from humpback.models.base import Sampling
+    from humpback.models.config import GenerationConfig, VLLMConfig
+    from humpback.models.encoding import encode_chats, load_tokenizer
+    from humpback.models.engine import EngineSpec
     from humpback.prompts import backward_messages, rating_messages, read_template
 
     if random_weights:

@@ -49,8 +49,8 @@ def _sentence(rng: random.Random) -> str:
 def synthetic_raw(out: Path, segments: int, seed: int = 0) -> None:
     """Raw shards of Markdown documents, three header sections each of 700-1,400 characters of
     distinct English-word sentences: they pass the corpus filters and are not duplicates."""
+    from humpback.core.shards import RAW_SCHEMA, ShardWriter
     from humpback.data.dedup import content_id
-    from humpback.data.shards import RAW_SCHEMA, ShardWriter
 
     rng = random.Random(seed)
     writer = ShardWriter(out, RAW_SCHEMA, 2000)
@@ -100,10 +100,10 @@ def noop_repro_seconds(runs: int = 3) -> float | None:
 
 
 def incremental_augment(model: Path, corpus: Path, work: Path, new_tokens: int) -> dict:
-    from humpback.augment import augment
-    from humpback.config import load_config
-    from humpback.io import dir_digest
-    from humpback.models.generation import EngineSpec
+    from humpback.augment.generate import augment
+    from humpback.core.keys import dir_digest
+    from humpback.models.engine import EngineSpec
+    from humpback.params import load_config
     from humpback.prompts import read_template
 
     cfg = load_config(ROOT / "params.yaml")
@@ -141,7 +141,7 @@ def incremental_augment(model: Path, corpus: Path, work: Path, new_tokens: int) 
 @click.option("--noop/--no-noop", default=True, show_default=True, help="Time a no-op `dvc repro` here.")
 @click.option("--out", default=None, help="Write the results as JSON here.")
 def main(sizes, model, corpus, new_tokens, noop, out):
-    from humpback.io import setup_logging
+    from humpback.core.logs import setup_logging
 
     setup_logging()
     results: dict = {}

@@ -45,11 +45,12 @@ VARIANTS = {"padded": {}, "length_grouped": {"train_sampling_strategy": "group_b
 @click.option("--random-weights", is_flag=True, help="Draw the weights (architecture and tokenizer kept).")
 @click.option("--out", default=None, help="Write the table as JSON here.")
 def main(model_dir, seed_data, steps, micro_batch, max_length, precision, variants, random_weights, out):
-    from humpback.config import PromptsConfig, TrainConfig
-    from humpback.io import setup_logging
+    from humpback.core.logs import setup_logging
     from humpback.models.device import use_bf16
     from humpback.models.loading import count_parameters
-    from humpback.models.training import build_trainer, forward_examples
+    from humpback.prompts.config import PromptsConfig
+    from humpback.train.config import TrainConfig
+    from humpback.train.recipe import build_trainer, forward_examples
 
     setup_logging()
     if random_weights:

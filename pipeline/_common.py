@@ -1,4 +1,5 @@
-"""Shared options of the stage scripts: every stage reads params.yaml through the typed config."""
+"""The skeleton every stage script shares: its params (the whole file checked, its own sections
+loaded), one-line errors for bad params and full disks, and the exit that skips teardown."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from pathlib import Path
 
 import click
 
-from humpback.config import ConfigError, load_config
-from humpback.incomplete import EXIT_INCOMPLETE, Incomplete
-from humpback.io import setup_logging
+from humpback.core.config import ConfigError, load_sections, read_params
+from humpback.core.incomplete import EXIT_INCOMPLETE, Incomplete
+from humpback.core.logs import setup_logging
 
 params_option = click.option(
     "--params", "params_path", default="params.yaml", show_default=True,
@@ -60,7 +61,7 @@ def run_stage(command) -> None:
     transformers, pandas and MLflow module by module takes 2-3 s at every stage's end (about 50 s of
     the demo's 20 stages) and writes nothing: by then every output is written and renamed and every
     MLflow run ended. Exit handlers still run (MLflow, logging, temp folders), and the standard
-    streams are flushed. Unfinished work (:class:`~humpback.incomplete.Incomplete`) is one line and
+    streams are flushed. Unfinished work (:class:`~humpback.core.incomplete.Incomplete`) is one line and
     exit status 75, so DVC locks nothing and the next `dvc repro` finishes it; any other uncaught
     exception leaves the usual way, traceback and all."""
     try:
@@ -82,13 +83,19 @@ def run_stage(command) -> None:
     os._exit(code)
 
 
-def load_params(path: str):
-    """Typed config, or a clean exit naming every bad key (no traceback for a typo). Also turns
-    a full disk or a read-only output folder into one line that names the path."""
+def load_params(path: str, **sections):
+    """The stage's own ``sections`` (name=model, as :func:`~humpback.core.config.load_sections`),
+    after a check of the whole file, so a typo in any section fails before any stage works; or a
+    clean exit naming every bad key (no traceback for a typo). Also turns a full disk or a
+    read-only output folder into one line that names the path."""
+    from humpback.params import parse_config
+
     setup_logging()
     sys.excepthook = _stage_excepthook
     try:
-        return load_config(path)
+        data = read_params(path)
+        parse_config(data, source=path)
+        return load_sections(data, source=path, **sections)
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -16,10 +16,14 @@ import time
 import click
 
 from _common import load_params, params_option, run_stage
-from humpback.eval_sets import EvalSetError, read_prompts
-from humpback.evaluate import answer
-from humpback.io import write_json
-from humpback.models.generation import EngineSpec
+from humpback.core.config import RayConfig
+from humpback.core.files import write_json
+from humpback.evaluate.answer import answer
+from humpback.evaluate.config import EvaluateConfig
+from humpback.evaluate.sets import EvalSetError, read_prompts
+from humpback.models.config import VLLMConfig
+from humpback.models.engine import EngineSpec
+from humpback.prompts.config import PromptsConfig
 
 log = logging.getLogger("humpback.answer")
 
@@ -32,7 +36,8 @@ log = logging.getLogger("humpback.answer")
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
 @click.option("--progress/--no-progress", default=True)
 def main(params_path, name, model_dir, set_dir, out, progress):
-    cfg = load_params(params_path)
+    cfg = load_params(params_path, evaluate=EvaluateConfig, prompts=PromptsConfig, vllm=VLLMConfig,
+                      ray=RayConfig)
     try:
         rows = read_prompts(set_dir)
     except EvalSetError as exc:

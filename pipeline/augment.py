@@ -20,11 +20,16 @@ import logging
 import click
 
 from _common import load_params, params_option, run_stage
-from humpback import tracking
-from humpback.augment import augment
-from humpback.io import dir_digest, write_json
-from humpback.models.generation import EngineSpec
+from humpback.augment.config import AugmentConfig
+from humpback.augment.generate import augment
+from humpback.core.config import RayConfig
+from humpback.core.files import write_json
+from humpback.core.keys import dir_digest
+from humpback.models.config import VLLMConfig
+from humpback.models.engine import EngineSpec
 from humpback.prompts import read_template
+from humpback.prompts.config import PromptsConfig
+from humpback.tracking.stage import stage_run
 
 log = logging.getLogger("humpback.augment")
 
@@ -37,11 +42,11 @@ log = logging.getLogger("humpback.augment")
 @click.option("--metrics", "metrics_path", default="metrics/augment.json", show_default=True)
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar (segments/s).")
 def main(params_path, model, corpus, out, metrics_path, progress):
-    cfg = load_params(params_path)
+    cfg = load_params(params_path, augment=AugmentConfig, prompts=PromptsConfig, vllm=VLLMConfig, ray=RayConfig)
     g = cfg.augment.generation
     template = read_template("backward", cfg.prompts.backward)
     digest = dir_digest(model)
-    with tracking.stage_run(cfg, "augment", role="augment", inputs=[model, corpus], outputs=[out],
+    with stage_run(cfg, "augment", role="augment", inputs=[model, corpus], outputs=[out],
                             sections=["augment", "prompts.backward"], tags={"humpback.backward_model": digest}) as run:
         spec = EngineSpec(model, g, cfg.vllm)
         report = augment(corpus, out, spec, cfg.augment, template, digest, progress=progress, ray=cfg.ray)

@@ -16,7 +16,8 @@ from pathlib import Path
 import click
 
 from _common import load_params, params_option, run_stage
-from humpback.io import write_json
+from humpback.core.files import write_json
+from humpback.models.config import ModelConfig
 from humpback.models.loading import ModelSourceError, count_parameters, load_base_model, save_checkpoint
 
 log = logging.getLogger("humpback.base_model")
@@ -27,7 +28,7 @@ log = logging.getLogger("humpback.base_model")
 @click.option("--out", default="models/base", show_default=True, type=click.Path(file_okay=False))
 @click.option("--metrics", "metrics_path", default="metrics/base_model.json", show_default=True)
 def main(params_path: str, out: str, metrics_path: str) -> None:
-    cfg = load_params(params_path).model
+    cfg = load_params(params_path, model=ModelConfig).model
     start = time.perf_counter()
     try:
         model, tok = load_base_model(cfg)

@@ -18,8 +18,9 @@ import time
 import click
 
 from _common import load_params, params_option, run_stage
+from humpback.core.files import write_json
+from humpback.data.config import CorpusConfig
 from humpback.data.corpus import build_corpus
-from humpback.io import write_json
 
 log = logging.getLogger("humpback.corpus")
 
@@ -31,7 +32,7 @@ log = logging.getLogger("humpback.corpus")
 @click.option("--metrics", "metrics_path", default="metrics/corpus.json", show_default=True)
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 def main(params_path: str, raw_dir: str, out: str, metrics_path: str, progress: bool) -> None:
-    cfg = load_params(params_path).corpus
+    cfg = load_params(params_path, corpus=CorpusConfig).corpus
     start = time.perf_counter()
     shutil.rmtree(out, ignore_errors=True)
     try:

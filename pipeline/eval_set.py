@@ -15,9 +15,10 @@ import logging
 import click
 
 from _common import load_params, params_option, run_stage
-from humpback.eval_sets import EvalSetError, has_references, load_eval_set, reference_outputs
-from humpback.io import write_json
-from humpback.stats import length_stats
+from humpback.core.files import write_json
+from humpback.core.stats import length_stats
+from humpback.evaluate.config import EvaluateConfig
+from humpback.evaluate.sets import EvalSetError, has_references, load_eval_set, reference_outputs
 
 log = logging.getLogger("humpback.eval_set")
 
@@ -29,7 +30,7 @@ log = logging.getLogger("humpback.eval_set")
               help="Where the set's own reference outputs go (evaluate.reference: dataset).")
 @click.option("--metrics", "metrics_path", default="metrics/eval_set.json", show_default=True)
 def main(params_path, out, references, metrics_path):
-    cfg = load_params(params_path).evaluate
+    cfg = load_params(params_path, evaluate=EvaluateConfig).evaluate
     try:
         rows = load_eval_set(cfg.set)
     except (EvalSetError, OSError) as exc:

@@ -25,13 +25,16 @@ from pathlib import Path
 import click
 
 from _common import load_params, params_option, run_stage
-from humpback import tracking
-from humpback.alpaca_eval_judge import AlpacaEvalError
-from humpback.eval_sets import EvalSetError, read_difficulty, read_outputs, read_prompts
-from humpback.evaluate import eval_metrics, judge_pairs, reference_annotations
-from humpback.incomplete import Incomplete
-from humpback.io import write_json
+from humpback.core.files import write_json
+from humpback.core.incomplete import Incomplete
+from humpback.evaluate.config import EvaluateConfig
+from humpback.evaluate.judges.alpaca_eval import AlpacaEvalError
+from humpback.evaluate.pairwise import judge_pairs, reference_annotations
+from humpback.evaluate.sets import EvalSetError, read_difficulty, read_outputs, read_prompts
+from humpback.evaluate.winrate import eval_metrics
+from humpback.models.config import VLLMConfig
 from humpback.prompts import read_template
+from humpback.tracking.stage import stage_run
 
 log = logging.getLogger("humpback.evaluate")
 WIN_RATES = ("win_rate", "standard_error", "discrete_win_rate", "length_controlled_winrate", "lc_standard_error")
@@ -66,7 +69,7 @@ def check_complete(result, max_failed_share: float, name: str, out: Path) -> dic
 @click.option("--metrics", "metrics_path", default=None, help="Default: metrics/eval/<name>.json")
 @click.option("--progress/--no-progress", default=True)
 def main(params_path, name, answers, model_dir, reference_name, set_dir, out, metrics_path, progress):
-    cfg = load_params(params_path)
+    cfg = load_params(params_path, evaluate=EvaluateConfig, vllm=VLLMConfig)
     ev = cfg.evaluate
     reference_name = reference_name or ev.reference
     out = Path(out or f"data/eval/judged/{name}")
@@ -103,7 +106,7 @@ def main(params_path, name, answers, model_dir, reference_name, set_dir, out, me
 
     model_dir = model_dir or f"models/{name}"
     answers_of = [answers or f"data/eval/answers/{name}.json", f"data/eval/answers/{reference_name}.json"]
-    with tracking.stage_run(cfg, f"evaluate {name} vs {reference_name}", role="eval", outputs=[str(out)],
+    with stage_run(cfg, f"evaluate {name} vs {reference_name}", role="eval", outputs=[str(out)],
                             inputs=[model_dir, *answers_of], model=(name, model_dir), prefix="eval.",
                             sections=["evaluate.reference", "evaluate.judge", "evaluate.max_failed_share",
                                       "evaluate.lc_splits",

@@ -18,8 +18,9 @@ import shutil
 import click
 
 from _common import load_params, params_option, run_stage
+from humpback.core.files import write_json
+from humpback.data.config import RawConfig
 from humpback.data.raw import build_raw
-from humpback.io import write_json
 
 log = logging.getLogger("humpback.raw")
 
@@ -30,7 +31,7 @@ log = logging.getLogger("humpback.raw")
 @click.option("--metrics", "metrics_path", default="metrics/raw.json", show_default=True)
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 def main(params_path: str, out: str, metrics_path: str, progress: bool) -> None:
-    cfg = load_params(params_path).raw
+    cfg = load_params(params_path, raw=RawConfig).raw
     shutil.rmtree(out, ignore_errors=True)
     try:
         report = build_raw(cfg, out, progress=progress)

@@ -20,9 +20,12 @@ from pathlib import Path
 import click
 
 from _common import load_params, params_option, run_stage
-from humpback import tracking
-from humpback.io import write_json
-from humpback.report import win_rate_rows, write_report
+from humpback.core.config import ITERATIONS
+from humpback.core.files import write_json
+from humpback.evaluate.config import EvaluateConfig
+from humpback.report.plots import write_report
+from humpback.report.summary import win_rate_rows
+from humpback.tracking.stage import stage_run
 
 log = logging.getLogger("humpback.report")
 
@@ -33,7 +36,7 @@ log = logging.getLogger("humpback.report")
 @click.option("--plots", "plots_dir", default="plots", show_default=True, type=click.Path(file_okay=False))
 @click.option("--out", default="metrics/report.json", show_default=True)
 def main(params_path, metrics_dir, plots_dir, out):
-    cfg = load_params(params_path)
+    cfg = load_params(params_path, evaluate=EvaluateConfig, iterations=ITERATIONS)
     iterations = sorted(cfg.iterations)
     summary, plots = write_report(metrics_dir, plots_dir, cfg.evaluate.models, iterations)
     write_json(out, summary)
@@ -43,7 +46,7 @@ def main(params_path, metrics_dir, plots_dir, out):
         writer = csv.DictWriter(fh, ["model", "win_rate", "lc_win_rate"])
         writer.writeheader()
         writer.writerows(win_rate_rows(summary))
-    with tracking.stage_run(cfg, "report", role="report", outputs=[plots_dir, out], sections=["evaluate.models"]) as run:
+    with stage_run(cfg, "report", role="report", outputs=[plots_dir, out], sections=["evaluate.models"]) as run:
         run.finish({k: summary.get(k, {}) for k in ("win_rate", "kept", "curator_auc", "heldout_nll")},
                    tags={f"judge_reliable.{m}": str(ok).lower() for m, ok in summary["judge_reliable"].items()},
                    artifacts=[out, *((plot, "plots") for plot in plots)])

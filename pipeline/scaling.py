@@ -21,8 +21,11 @@ from pathlib import Path
 import click
 
 from _common import load_params, params_option, run_stage
-from humpback import tracking
-from humpback.io import write_json
+from humpback.core.config import ITERATIONS
+from humpback.core.files import write_json
+from humpback.evaluate.config import EvaluateConfig
+from humpback.report.config import ScalingConfig
+from humpback.tracking.stage import stage_run
 
 log = logging.getLogger("humpback.scaling")
 POINT_KEYS = ("win_rate", "standard_error", "length_controlled_winrate", "n_total", "failed")
@@ -60,7 +63,7 @@ def read_point(metrics_dir: Path, n: int) -> dict:
               help="Where scale_train@N and scale_evaluate@N wrote their metrics (train/, eval/).")
 @click.option("--out", "metrics_path", default="metrics/scaling.json", show_default=True)
 def main(params_path, metrics_dir, metrics_path):
-    cfg = load_params(params_path)
+    cfg = load_params(params_path, scaling=ScalingConfig, evaluate=EvaluateConfig, iterations=ITERATIONS)
     sc = cfg.scaling
     if not sc.sizes:
         write_json(metrics_path, {"enabled": False})
@@ -76,7 +79,7 @@ def main(params_path, metrics_dir, metrics_path):
     iteration = sc.curated_iteration(cfg.iterations)
     summary = {"enabled": True, "iteration": iteration, "reference": cfg.evaluate.reference, "log": "natural",
                "skipped_sizes": skipped, "points": used, **fit}
-    with tracking.stage_run(cfg, f"scaling iter{iteration}", role="scaling", iteration=iteration, prefix="scaling.",
+    with stage_run(cfg, f"scaling iter{iteration}", role="scaling", iteration=iteration, prefix="scaling.",
                             inputs=[f"data/curated/iter{iteration}"], sections=["scaling", "iterations", "evaluate.reference"]) as run:
         run.finish(fit, parent={"scaling.alpha": fit["alpha"]})
     write_json(metrics_path, summary)

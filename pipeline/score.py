@@ -21,11 +21,15 @@ import logging
 import click
 
 from _common import load_params, params_option, run_stage
-from humpback import tracking
-from humpback.curate import score_candidates
-from humpback.io import dir_digest, write_json
-from humpback.models.generation import EngineSpec
+from humpback.core.config import RayConfig
+from humpback.core.files import write_json
+from humpback.core.keys import dir_digest
+from humpback.curate.config import CurateConfig
+from humpback.curate.score import score_candidates
+from humpback.models.config import VLLMConfig
+from humpback.models.engine import EngineSpec
 from humpback.prompts import read_template
+from humpback.tracking.stage import stage_run
 
 log = logging.getLogger("humpback.score")
 
@@ -39,11 +43,11 @@ log = logging.getLogger("humpback.score")
 @click.option("--metrics", "metrics_path", default=None, help="Default: metrics/score/iter<i>.json")
 @click.option("--progress/--no-progress", default=True)
 def main(params_path, iteration, curator, candidates, out, metrics_path, progress):
-    params = load_params(params_path)
+    params = load_params(params_path, curate=CurateConfig, vllm=VLLMConfig, ray=RayConfig)
     cfg = params.curate
     template = read_template("rate", cfg.template)
     spec = EngineSpec(curator, cfg.generation, params.vllm)
-    with tracking.stage_run(params, f"score iter{iteration}", role="score", inputs=[curator, candidates],
+    with stage_run(params, f"score iter{iteration}", role="score", inputs=[curator, candidates],
                             outputs=[out], iteration=iteration, tags={"humpback.curator": curator},
                             sections=["curate.scorer", "curate.template", "curate.generation", "curate.batch_size",
                                       "curate.negatives", "curate.sample_seed"]) as run:

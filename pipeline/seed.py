@@ -18,10 +18,11 @@ from pathlib import Path
 import click
 
 from _common import load_params, params_option, run_stage
+from humpback.core.files import write_json
+from humpback.core.shards import write_table_atomic
+from humpback.core.stats import length_stats
+from humpback.data.config import SeedConfig
 from humpback.data.seed import SeedDataError, load_seed, split_heldout, to_table
-from humpback.data.shards import write_table_atomic
-from humpback.io import write_json
-from humpback.stats import length_stats
 
 log = logging.getLogger("humpback.seed")
 
@@ -58,7 +59,7 @@ def _lengths(pairs: list[dict], count_tokens) -> dict:
 @click.option("--out", default="data/seed", show_default=True, type=click.Path(file_okay=False))
 @click.option("--metrics", "metrics_path", default="metrics/seed.json", show_default=True)
 def main(params_path: str, tokenizer: str, out: str, metrics_path: str) -> None:
-    cfg = load_params(params_path).seed
+    cfg = load_params(params_path, seed=SeedConfig).seed
     try:
         pairs = load_seed(cfg)
         train, heldout = split_heldout(pairs, cfg.heldout, cfg.split_seed)

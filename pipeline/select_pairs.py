@@ -21,10 +21,11 @@ from pathlib import Path
 import click
 
 from _common import load_params, params_option, run_stage
-from humpback import tracking
-from humpback.curate import histogram_rows, select, threshold_curve
-from humpback.data.shards import write_table_atomic
-from humpback.io import write_json
+from humpback.core.files import write_json
+from humpback.core.shards import write_table_atomic
+from humpback.curate.config import CurateConfig
+from humpback.curate.select import histogram_rows, select, threshold_curve
+from humpback.tracking.stage import stage_run
 
 log = logging.getLogger("humpback.select")
 
@@ -37,14 +38,14 @@ log = logging.getLogger("humpback.select")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--metrics", "metrics_path", default=None, help="Default: metrics/curate/iter<i>.json")
 def main(params_path, iteration, scores, candidates, out, metrics_path):
-    params = load_params(params_path)
+    params = load_params(params_path, curate=CurateConfig)
     cfg = params.curate
     try:
         table, metrics = select(candidates, scores, cfg)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     metrics = {"iteration": iteration, **metrics}
-    with tracking.stage_run(params, f"select iter{iteration}", role="select", inputs=[scores, candidates],
+    with stage_run(params, f"select iter{iteration}", role="select", inputs=[scores, candidates],
                             outputs=[out], iteration=iteration,
                             sections=["curate.threshold", "curate.use_expected_score", "curate.max_selected",
                                       "curate.sample_seed"]) as run:

@@ -38,13 +38,19 @@ from pathlib import Path
 import click
 
 from _common import load_params, params_option, run_stage
-from humpback import tracking
-from humpback.data.shards import read_table
-from humpback.io import seeded_order, write_json
-from humpback.models.launch import is_main_process, relaunch_if_distributed
-from humpback.models.likelihood import heldout_nll
-from humpback.models.training import backward_examples, forward_examples, train
+from humpback.core.config import ITERATIONS
+from humpback.core.files import write_json
+from humpback.core.keys import seeded_order
+from humpback.core.shards import read_table
+from humpback.curate.config import CurateConfig
 from humpback.prompts import read_template
+from humpback.prompts.config import PromptsConfig
+from humpback.report.config import ScalingConfig
+from humpback.tracking.stage import stage_run
+from humpback.train.config import TrainConfig
+from humpback.train.launch import is_main_process, relaunch_if_distributed
+from humpback.train.likelihood import heldout_nll
+from humpback.train.recipe import backward_examples, forward_examples, train
 
 log = logging.getLogger("humpback.train")
 HELDOUT_MAX_TOKENS = 2048
@@ -66,7 +72,8 @@ HELDOUT_MAX_TOKENS = 2048
 @click.option("--heldout-base/--no-heldout-base", default=True, show_default=True,
               help="Also score the held-out pairs under the base model (M1..Mn skip it: M0 did the same).")
 def main(params_path, role, name, base, seed_data, curated, curator, out, metrics_path, scaling_size, heldout_base):
-    cfg = load_params(params_path)
+    cfg = load_params(params_path, train=TrainConfig, prompts=PromptsConfig, curate=CurateConfig,
+                      scaling=ScalingConfig, iterations=ITERATIONS)
     if scaling_size is not None:
         if curated or role != "forward":
             raise click.UsageError("--scaling-size trains a forward model on the scaling iteration's set: "
@@ -99,7 +106,7 @@ def main(params_path, role, name, base, seed_data, curated, curator, out, metric
     if curated and not curated_pairs:
         log.warning("%s: the curated set is empty; training on the seed data alone", curated)
     # one MLflow run per model, opened by the main process only
-    with tracking.stage_run(cfg, f"train {name}", role=role, model=(name, out), outputs=[out], prefix="humpback.",
+    with stage_run(cfg, f"train {name}", role=role, model=(name, out), outputs=[out], prefix="humpback.",
                             inputs=[base, seed_data] + ([curated] if curated else []),
                             sections=["train", "prompts"] + (["curate.threshold", "curate.scorer"] if curated else [])
                             + (["scaling", "curate.sample_seed", "iterations"] if scaling_size else []),

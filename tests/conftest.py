@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
 BIN = Path(sys.executable).parent
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # fail fast instead of waiting on a network that is not there
@@ -32,7 +33,7 @@ def _tracking_uri_left_as_found():
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
-    from humpback.config import ModelConfig, TinyRandom
+    from humpback.models.config import ModelConfig, TinyRandom
     from humpback.models.loading import load_base_model, save_checkpoint
 
     out = tmp_path_factory.mktemp("tiny-model")
@@ -47,7 +48,7 @@ def vllm_model_dir(tmp_path_factory):
     that greedy decoding varies with the prompt (the default init gives near-uniform logits)."""
     import torch
 
-    from humpback.config import ModelConfig, TinyRandom
+    from humpback.models.config import ModelConfig, TinyRandom
     from humpback.models.loading import load_base_model, save_checkpoint
 
     model, tok = load_base_model(ModelConfig(tiny_random=TinyRandom(hidden_size=64, num_heads=2, num_kv_heads=1,
@@ -101,7 +102,7 @@ def start_ui(root: Path, env: dict[str, str], timeout_s: float = 120, preexec_fn
     import urllib.request
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "humpback.cli", "ui", "--port", str(port)], cwd=root, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "humpback.cli.main", "ui", "--port", str(port)], cwd=root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=preexec_fn)
     url = f"http://127.0.0.1:{port}"
     printed = None

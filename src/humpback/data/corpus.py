@@ -14,12 +14,12 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from humpback.config import CorpusConfig
+from humpback.core.shards import SEGMENT_SCHEMA, ShardWriter
+from humpback.data.config import CorpusConfig
 from humpback.data.dedup import Deduplicator, content_id
 from humpback.data.filters import segment_reason
 from humpback.data.raw import iter_raw
 from humpback.data.segment import segment
-from humpback.data.shards import SEGMENT_SCHEMA, ShardWriter
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class CorpusReport:
     capped: bool = False
 
     def metrics(self) -> dict:
-        from humpback.stats import length_stats
+        from humpback.core.stats import length_stats
 
         return {
             "documents": {

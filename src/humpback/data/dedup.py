@@ -8,10 +8,10 @@ hash values each for near), never with their text.
 
 from __future__ import annotations
 
-import hashlib
 import re
 
-from humpback.config import DedupConfig
+from humpback.core.keys import content_key
+from humpback.data.config import DedupConfig
 
 _WORD = re.compile(r"\w+")
 
@@ -22,7 +22,7 @@ def normalise(text: str) -> str:
 
 def content_id(text: str) -> str:
     """Stable id of a text: the first 16 hex digits of the sha256 of its exact UTF-8 bytes."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return content_key(text, length=16)
 
 
 class Deduplicator:
@@ -50,7 +50,7 @@ class Deduplicator:
 
     def reason(self, text: str) -> str | None:
         if self.cfg.exact:
-            key = hashlib.blake2b(normalise(text).encode("utf-8"), digest_size=16).digest()
+            key = content_key(normalise(text), length=32)
             if key in self._seen:
                 return "exact_duplicate"
         m = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from humpback.config import CorpusConfig, HeaderFilter, LanguageFilter, RepetitionFilter
+from humpback.data.config import CorpusConfig, HeaderFilter, LanguageFilter, RepetitionFilter
 
 
 def header_reason(header: str, cfg: HeaderFilter, allow_headerless: bool = False) -> str | None:

@@ -15,7 +15,6 @@ import contextlib
 import gzip
 import json
 import logging
-import os
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -24,11 +23,12 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from humpback.config import RawConfig
-from humpback.data.corpus_sources import Document, iter_documents, iter_python_packages
+from humpback.core.files import atomic_write
+from humpback.core.shards import RAW_SCHEMA, ShardWriter, read_shards, shard_files
+from humpback.core.stats import length_stats
+from humpback.data.config import RawConfig
 from humpback.data.dedup import content_id
-from humpback.data.shards import RAW_SCHEMA, ShardWriter, read_shards, shard_files
-from humpback.stats import length_stats
+from humpback.data.sources import Document, iter_documents, iter_python_packages
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +112,7 @@ def snapshot_packages(out: str | Path, order_seed: int = 0, max_documents: int |
     allowed = re.compile(license_pattern) if license_pattern else None
     counts: Counter = Counter()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_write(out) as tmp:
         with open(tmp, "wb") as raw, _maybe_gzip(raw, out.suffix == ".gz") as fh:
             for doc in iter_python_packages(order_seed, max_chars):
                 if max_documents is not None and counts["written"] >= max_documents:
@@ -127,7 +126,4 @@ def snapshot_packages(out: str | Path, order_seed: int = 0, max_documents: int |
                            "license": doc.license, "format": doc.format}
                     fh.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
                     counts["written"] += 1
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dict(counts)

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from humpback.config import SeedConfig
+from humpback.core.files import read_records
+from humpback.core.keys import seeded_order
+from humpback.core.shards import SEED_SCHEMA
+from humpback.data.config import SeedConfig
 from humpback.data.dedup import content_id
-from humpback.data.shards import SEED_SCHEMA
-from humpback.io import read_records, seeded_order
 
 OASST_PAPER_PAIRS = 3200
 

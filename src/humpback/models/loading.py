@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from humpback.config import ModelConfig, TinyRandom
+from humpback.models.config import ModelConfig, TinyRandom
 
 log = logging.getLogger(__name__)
 

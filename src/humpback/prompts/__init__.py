@@ -10,7 +10,7 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from humpback.config import PromptsConfig
+from humpback.prompts.config import PromptsConfig
 
 PLACEHOLDER = "{response}"
 INSTRUCTION_PLACEHOLDER = "{instruction}"

@@ -1,0 +1,169 @@
+"""The `seed`, `raw` and `corpus` sections: where the seed pairs and the unlabelled text come from, and how segments are cut, filtered and deduplicated."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, field_validator, model_validator
+
+from humpback.core.config import Fraction, NonNegInt, PositiveInt, Section
+
+
+class SeedConfig(Section):
+    source: Literal["local", "oasst"] = "local"
+    # A local file, and a DVC dependency of the stage: for source local a .jsonl/.json/.parquet with
+    # instruction and response columns; for oasst an OASST export (message trees or flat messages).
+    path: str = "data/demo/seed.jsonl"
+    # oasst only: load this hub dataset (OpenAssistant/oasst1) instead of `path`.
+    hub_dataset: str | None = None
+    instruction_column: str = "instruction"
+    response_column: str = "response"
+    oasst_splits: list[str] = ["train", "validation"]
+    lang: str = "en"
+    max_pairs: PositiveInt | None = None
+    heldout: NonNegInt = 4  # demo; the held-out likelihood of every model is computed on these
+    split_seed: int = 0
+
+
+class FilesSource(Section):
+    """Local files or directories: txt, md, rst, html, jsonl, parquet (optionally .gz).
+
+    Rows of jsonl/json/parquet files may carry provenance columns ``name`` (e.g. ``requests==2.32.3``),
+    ``license`` and ``format`` (markdown | rst | html | text); they are kept in data/raw.
+    """
+
+    type: Literal["files"]
+    path: str
+    text_column: str = "text"
+    url_column: str | None = "url"
+    format: Literal["auto", "markdown", "rst", "html", "text"] = "auto"
+    max_documents: PositiveInt | None = None
+
+
+class HubSource(Section):
+    """A Hugging Face dataset, streamed (``datasets.load_dataset(..., streaming=True)``).
+
+    A live source: pin ``revision`` (a commit of the dataset repo) so that the snapshot in data/raw
+    can be taken again and give the same documents.
+    """
+
+    type: Literal["hub"]
+    dataset: str
+    config: str | None = None
+    split: str = "train"
+    revision: str | None = None
+    data_files: list[str] | None = None
+    text_column: str = "text"
+    url_column: str | None = "url"
+    format: Literal["markdown", "rst", "html", "text"] = "markdown"
+    max_documents: PositiveInt | None = None
+
+
+RawSource = Annotated[Union[FilesSource, HubSource], Field(discriminator="type")]
+
+
+class RawConfig(Section):
+    """The raw corpus node: stage `raw` snapshots these sources into data/raw (Parquet + provenance).
+
+    ``path`` is the stage's DVC dependency: every ``files`` source must lie inside it, so that an edit
+    to any input file reruns the snapshot. Live sources (``hub``) are read again only when these params
+    change or on ``dvc repro -f raw``: taking a new snapshot is an explicit act.
+    """
+
+    path: str = "data/demo/corpus"
+    sources: Annotated[list[RawSource], Field(min_length=1)] = [FilesSource(type="files", path="data/demo/corpus")]
+    max_document_chars: PositiveInt = 5_000_000
+    shard_size: PositiveInt = 1000  # documents per Parquet shard
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _live_packages(cls, value):
+        for i, src in enumerate(value if isinstance(value, list) else []):
+            if isinstance(src, dict) and src.get("type") == "python_packages":
+                raise ValueError(f"sources[{i}]: python_packages depends on what happens to be installed, so it is "
+                                 "not a stage source: snapshot it once with `humpback snapshot packages OUT.jsonl.gz` "
+                                 "and add OUT as a `files` source")
+        return value
+
+    @model_validator(mode="after")
+    def _files_inside_path(self) -> "RawConfig":
+        root = Path(self.path)
+        for i, src in enumerate(self.sources):
+            if isinstance(src, FilesSource) and not _inside(Path(src.path), root):
+                raise ValueError(f"sources[{i}].path '{src.path}' is outside raw.path '{self.path}', the stage's "
+                                 "DVC dependency: move the files under it or widen raw.path")
+        return self
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Lexically (no file system access: params are checked anywhere): is ``path`` at or under ``root``?"""
+    path, root = Path(os.path.normpath(path)), Path(os.path.normpath(root))
+    if root == Path("."):
+        return not path.is_absolute() and path.parts[:1] != ("..",)
+    return path.parts[: len(root.parts)] == root.parts
+
+
+class HeaderFilter(Section):
+    drop_empty: bool = True
+    drop_all_caps: bool = True
+    # Navigation-style headers (matched as whole words, case-insensitive).
+    blocked_words: list[str] = [
+        "advertisement", "advertisements", "forum", "forums", "quick link", "quick links",
+        "newsletter", "free newsletter", "subscribe", "related posts", "share this", "sponsored",
+        "sign up", "log in", "login", "navigation", "menu", "sitemap", "cookie", "cookies",
+        # the demo corpus (package pages): sections that are lists, not prose
+        "changelog", "change log", "release history", "release notes", "contributors", "license",
+        "table of contents", "contents",
+    ]
+
+
+class RepetitionFilter(Section):
+    ngram: PositiveInt = 3
+    jaccard: Fraction = 0.7
+    # Drop a segment when more than this share of its sentences nearly repeats an earlier one.
+    max_repeated_fraction: Fraction = 0.3
+
+
+class LanguageFilter(Section):
+    lang: str = "en"
+    min_prob: Fraction = 0.5
+
+
+class DedupConfig(Section):
+    exact: bool = True
+    near: bool = True
+    threshold: Fraction = 0.8
+    num_perm: Annotated[int, Field(ge=16, le=1024)] = 128
+    shingle_words: PositiveInt = 5
+
+
+class CorpusConfig(Section):
+    """Segments from the raw documents in data/raw: split at headers, filtered, deduplicated."""
+
+    max_segments: PositiveInt | None = 16  # demo cap; null = the whole corpus
+    max_segments_per_document: PositiveInt | None = 2  # demo: spread the cap over many documents
+    shard_size: PositiveInt = 16  # demo; at scale about 10,000 segments per shard
+    min_chars: PositiveInt = 600
+    max_chars: PositiveInt = 1500  # demo; the paper: 3,000
+    allow_headerless: bool = False
+    header: HeaderFilter = HeaderFilter()
+    repetition: RepetitionFilter = RepetitionFilter()
+    language: LanguageFilter = LanguageFilter()
+    dedup: DedupConfig = DedupConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, value):
+        moved = sorted(k for k in ("sources", "max_document_chars") if isinstance(value, dict) and k in value)
+        if moved:
+            raise ValueError(f"corpus.{moved[0]} is now raw.{moved[0]}: the raw corpus is its own stage and "
+                             "DVC node (data/raw); move the key to the `raw` section")
+        return value
+
+    @model_validator(mode="after")
+    def _length_window(self) -> "CorpusConfig":
+        if self.min_chars > self.max_chars:
+            raise ValueError(f"min_chars ({self.min_chars}) must not exceed max_chars ({self.max_chars})")
+        return self

@@ -1,0 +1,279 @@
+import gzip
+import itertools
+import json
+import logging
+
+import pyarrow.parquet as pq
+import pytest
+
+from _texts import TEXTS
+from humpback.core.config import ConfigError
+from humpback.core.shards import RAW_SCHEMA, SEGMENT_SCHEMA, read_table, shard_files
+from humpback.data import corpus as corpus_mod
+from humpback.data.config import CorpusConfig, FilesSource, RawConfig
+from humpback.data.corpus import build_corpus
+from humpback.data.raw import build_raw, iter_raw, snapshot_packages
+from humpback.data.sources import Document
+from humpback.params import parse_config
+
+
+def _corpus_dir(tmp_path):
+    d = tmp_path / "docs"
+    d.mkdir()
+    t = TEXTS
+    (d / "guide.md").write_text(f"# Guides\n\nShort.\n\n## Brewing\n\n{t['tea']}\n\n## Chains\n\n{t['bikes']}\n")
+    (d / "copy.md").write_text(f"# Copy\n\n## Brewing\n\n{t['tea']}\n")  # "Brewing" again: exact duplicate
+    (d / "page.html").write_text(f"<html><body><h2>Bread</h2><p>{t['sourdough']}</p></body></html>")
+    (d / "empty.txt").write_text("")
+    (d / "binary.md").write_bytes(b"# Title\n\n\xff\xfe\x00bad bytes")
+    (d / "huge.txt").write_text("x" * 60_000)  # one enormous line
+    (d / "notes.rst.gz").write_bytes(gzip.compress(f"Stars\n=====\n\n{t['astronomy']}\n".encode()))
+    (d / "image.png").write_bytes(b"\x89PNG")
+    compost = {"text": f"# Compost\n\n{t['gardening']}", "url": "https://x/compost"}
+    rows = [compost, {"body": "no text column"}, compost]  # the repeated row is an exact duplicate
+    (d / "rows.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n{not json\n")
+    return d
+
+
+def _raw_config(d, **kw):
+    return RawConfig(path=str(d), sources=[FilesSource(type="files", path=str(d))], **{"max_document_chars": 50_000, **kw})
+
+
+def _corpus_config(**kw):
+    return CorpusConfig(**{"shard_size": 2, "min_chars": 300, **kw})
+
+
+def _build(tmp_path, raw_cfg, corpus_cfg=None, name="out"):
+    """raw -> corpus as the two stages run them; returns both reports."""
+    raw = build_raw(raw_cfg, tmp_path / f"{name}-raw", progress=False)
+    corpus = build_corpus(corpus_cfg or _corpus_config(), tmp_path / f"{name}-raw", tmp_path / name, progress=False)
+    return raw, corpus
+
+
+def test_build_corpus_counts_add_up_and_bad_input_is_skipped(tmp_path, caplog):
+    d = _corpus_dir(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        raw, report = _build(tmp_path, _raw_config(d))
+    docs = raw.metrics()["documents"]
+    assert docs["skipped"] == {"bad_row": 1, "empty": 1, "missing_text": 1, "too_large": 1,
+                               "undecodable": 1, "unsupported_file": 1}
+    assert docs["kept"] + sum(docs["skipped"].values()) == docs["read"]
+    m = report.metrics()
+    segs = m["segments"]
+    assert m["documents"]["read"] == docs["kept"] == 6
+    assert segs["kept"] + sum(segs["dropped"].values()) == segs["input"]
+    # copy.md sorts first: "Copy" is kept and its own "Brewing" sub-section is a near copy of it; so is
+    # guide.md's "Brewing". "Guides" holds two sections, so it is different enough to keep.
+    assert segs["dropped"] == {"exact_duplicate": 1, "near_duplicate": 2}
+    assert segs["kept"] == 6
+    for name in ("binary.md", "huge.txt", "empty.txt", "image.png"):
+        assert any(name in r.getMessage() for r in caplog.records), name
+
+    table = read_table(tmp_path / "out")
+    assert table.schema.equals(SEGMENT_SCHEMA)
+    assert len(set(table["id"].to_pylist())) == table.num_rows == 6
+    assert [len(t) for t in table["text"].to_pylist()] == table["n_chars"].to_pylist()
+    assert "https://x/compost" in table["url"].to_pylist()
+    assert sorted(table["header"].to_pylist()) == ["Bread", "Chains", "Compost", "Copy", "Guides", "Stars"]
+    assert len(shard_files(tmp_path / "out")) == 3  # 6 rows, 2 per shard
+
+
+def test_legacy_encodings_are_detected_and_only_binary_stays_undecodable(tmp_path):
+    """Crawled pages in cp1252/Latin-1 or Shift-JIS are read as text, counted by encoding; bytes that
+    decode under no encoding without chaos are still skipped as undecodable."""
+    d = tmp_path / "legacy"
+    d.mkdir()
+    french = "Une crème brûlée, un café noir et une naïve façade à l'été. " * 8
+    japanese = "日本語のテキストです。これは古い符号化のページです。" * 8
+    (d / "latin1.md").write_bytes(f"# Desserts\n\n{french}\n".encode("latin-1"))
+    (d / "sjis.txt").write_bytes(japanese.encode("shift_jis"))
+    (d / "utf8.md").write_text(f"# Desserts\n\n{french}\n", encoding="utf-8")
+    (d / "binary.md").write_bytes(b"# Title\n\n\xff\xfe\x00bad bytes" + bytes(range(32)) * 4)
+    raw = build_raw(_raw_config(d), tmp_path / "raw", progress=False)
+    docs = raw.metrics()["documents"]
+    assert docs["skipped"] == {"undecodable": 1} and docs["kept"] == 3
+    assert docs["decoded_from"] == {"cp1252": 1, "cp932": 1}
+    texts = {r["url"].rsplit("/", 1)[-1]: r["text"] for r in read_table(tmp_path / "raw").to_pylist()}
+    assert texts["latin1.md"] == texts["utf8.md"] and french in texts["latin1.md"]
+    assert texts["sjis.txt"] == japanese
+
+
+def test_zstd_files_are_read_and_a_truncated_one_is_counted_as_corrupt(tmp_path, caplog):
+    import pyarrow as pa
+
+    d = tmp_path / "zst"
+    d.mkdir()
+    page = f"# Stars\n\n{TEXTS['astronomy']}\n".encode()
+    for name, rows in (("notes.md.zst", page), ("rows.jsonl.zst", json.dumps({"text": page.decode()}).encode())):
+        with pa.CompressedOutputStream(str(d / name), "zstd") as out:
+            out.write(rows)
+    whole = (d / "notes.md.zst").read_bytes()
+    (d / "cut.md.zst").write_bytes(whole[: len(whole) // 2])
+    with caplog.at_level(logging.WARNING):
+        raw = build_raw(_raw_config(d), tmp_path / "raw", progress=False)
+    docs = raw.metrics()["documents"]
+    assert docs["kept"] == 2 and docs["skipped"] == {"corrupt": 1}
+    assert any("cut.md.zst" in r.getMessage() for r in caplog.records)
+    assert {r["text"] for r in read_table(tmp_path / "raw").to_pylist()} == {page.decode()}
+
+
+def test_shards_are_deterministic_and_round_trip(tmp_path):
+    d = _corpus_dir(tmp_path)
+    _build(tmp_path, _raw_config(d), name="a")
+    _build(tmp_path, _raw_config(d), name="b")
+    for out in ("", "-raw"):
+        a, b = shard_files(tmp_path / f"a{out}"), shard_files(tmp_path / f"b{out}")
+        assert a and [p.name for p in a] == [p.name for p in b]
+        assert all(x.read_bytes() == y.read_bytes() for x, y in zip(a, b))
+        assert pq.read_table(a[0]).to_pylist() == pq.read_table(b[0]).to_pylist()
+        assert not list((tmp_path / f"a{out}").glob(".*tmp*"))  # no temp files left behind
+    raw = read_table(tmp_path / "a-raw")
+    assert raw.schema.equals(RAW_SCHEMA) and raw.num_rows == 6
+    assert "https://x/compost" in raw["url"].to_pylist() and set(raw["source"].to_pylist()) == {"files"}
+
+
+def test_stream_stops_at_cap_without_reading_everything(tmp_path, monkeypatch):
+    """An endless document stream still ends at max_segments: nothing reads the whole corpus first."""
+
+    def endless(*_args, **_kwargs):
+        for i in itertools.count():
+            yield Document("files", f"doc{i}", f"# Part {i}\n\n" + TEXTS["tea"] + f" Document number {i} is unique.", "markdown")
+
+    monkeypatch.setattr(corpus_mod, "iter_raw", endless)
+    cfg = CorpusConfig(max_segments=3, dedup={"near": False})
+    report = build_corpus(cfg, tmp_path / "raw", tmp_path / "out", progress=False)
+    assert report.segments_kept == 3 and report.capped
+    assert report.documents_read == 4  # the fourth document hit the cap
+
+
+def test_package_snapshot_is_byte_stable_and_keeps_its_provenance(tmp_path):
+    """The demo corpus is a snapshot of PyPI project pages: the same packages give the same bytes, and
+    name==version, licence and format travel from the snapshot through data/raw into the manifest."""
+    snap = tmp_path / "corpus" / "pages.jsonl.gz"
+    counts = snapshot_packages(snap, max_documents=12)
+    first = snap.read_bytes()
+    snapshot_packages(snap, max_documents=12)
+    assert snap.read_bytes() == first and counts["written"] == 12
+    rows = [json.loads(line) for line in gzip.decompress(first).splitlines()]
+    assert all("==" in r["name"] and r["license"] and r["url"].startswith("https://pypi.org/project/") for r in rows)
+    raw, report = _build(tmp_path, RawConfig(path=str(tmp_path / "corpus"),
+                                             sources=[FilesSource(type="files", path=str(snap))]),
+                         _corpus_config(max_segments=5, min_chars=600))
+    assert raw.metrics()["documents"]["by_source"] == {"python_packages": 12}
+    docs = list(iter_raw(tmp_path / "out-raw"))
+    assert [d.name for d in docs] == [r["name"] for r in rows] and [d.license for d in docs] == [r["license"] for r in rows]
+    assert report.segments_kept == 5
+    assert sum(d["segments_kept"] for d in report.documents) == 5 and all("==" in d["name"] for d in report.documents)
+
+
+def test_snapshot_license_filter(tmp_path):
+    counts = snapshot_packages(tmp_path / "none.jsonl", max_documents=5, license_pattern=r"^NO SUCH LICENCE$")
+    assert counts.get("written", 0) == 0 and counts["license_not_allowed"] > 0
+    with pytest.raises(ValueError, match=r"\.jsonl"):
+        snapshot_packages(tmp_path / "x.csv")
+
+
+def test_raw_config_rejects_live_and_unversioned_sources():
+    with pytest.raises(ConfigError, match="humpback snapshot packages"):
+        parse_config({"raw": {"sources": [{"type": "python_packages"}]}})
+    with pytest.raises(ConfigError, match="outside raw.path 'data/demo/corpus'"):
+        parse_config({"raw": {"sources": [{"type": "files", "path": "/elsewhere/crawl"}]}})
+    with pytest.raises(ConfigError, match="outside raw.path"):
+        parse_config({"raw": {"sources": [{"type": "files", "path": "data/demo/corpus/../seed.jsonl"}]}})
+    with pytest.raises(ConfigError, match="corpus.sources is now raw.sources"):
+        parse_config({"corpus": {"sources": [{"type": "files", "path": "x"}]}})
+    cfg = parse_config({"raw": {"path": ".", "sources": [{"type": "files", "path": "crawl/a.jsonl"}]}})
+    assert cfg.raw.sources[0].path == "crawl/a.jsonl"
+
+
+def test_hub_source_streams_through_datasets(tmp_path):
+    """The hub reader is datasets.load_dataset(streaming=True); a local json builder exercises it offline."""
+    data = tmp_path / "hub.jsonl"
+    data.write_text(json.dumps({"content": "# Kombucha\n\n" + TEXTS["tea"]}) + "\n"
+                    + json.dumps({"other": 1}) + "\n")
+    cfg = parse_config({"raw": {"sources": [
+        {"type": "hub", "dataset": "json", "data_files": [str(data)], "text_column": "content"}]}}).raw
+    raw, report = _build(tmp_path, cfg)
+    assert report.segments_kept == 1
+    assert raw.metrics()["documents"] == {"read": 2, "kept": 1, "skipped": {"missing_text": 1}, "by_source": {"hub": 1}}
+
+
+def test_missing_source_path_is_a_clear_error(tmp_path):
+    cfg = RawConfig(path=str(tmp_path), sources=[FilesSource(type="files", path=str(tmp_path / "nope"))])
+    with pytest.raises(FileNotFoundError, match="nope"):
+        build_raw(cfg, tmp_path / "out", progress=False)
+    (tmp_path / "empty-raw").mkdir()
+    with pytest.raises(FileNotFoundError, match="dvc repro raw"):
+        build_corpus(CorpusConfig(), tmp_path / "empty-raw", tmp_path / "out", progress=False)
+
+
+def test_row_files_name_the_row_and_bound_the_text(tmp_path):
+    """Regression: parquet rows were named by their index within a 1,024-row batch, and rows of a
+    jsonl/parquet file skipped the max_document_chars check; a .json list was read line by line."""
+    import pyarrow as pa
+
+    d = tmp_path / "rows"
+    d.mkdir()
+    texts = ["short"] * 1030 + [None, "# Big\n\n" + "y" * 5000]
+    pq.write_table(pa.table({"text": texts}), d / "many.parquet")
+    (d / "list.json").write_text(json.dumps([{"text": f"# Compost\n\n{TEXTS['gardening']}"}, {"x": 1}], indent=2))
+    cfg = _raw_config(d, max_document_chars=1000)
+    raw, report = _build(tmp_path, cfg)
+    assert raw.skipped == {"missing_text": 2, "too_large": 1}
+    assert report.segments_kept == 1
+    from humpback.data.sources import iter_files
+
+    skipped = {d.url.rsplit("/", 1)[-1]: d.skip for d in iter_files(cfg.sources[0], cfg.max_document_chars) if d.skip}
+    assert skipped == {"list.json#1": "missing_text", "many.parquet#1030": "missing_text",
+                       "many.parquet#1031": "too_large"}
+
+
+def test_broken_files_are_skipped_counted_and_named(tmp_path, caplog):
+    """A crawl folder with every kind of broken file beside good ones: the stage goes on, keeps the
+    good documents and counts each broken file under one reason, naming it in a warning (regression:
+    a truncated .gz ended the stage with click's bare `Aborted!`)."""
+    import os
+
+    import pyarrow as pa
+
+    d = tmp_path / "crawl"
+    d.mkdir()
+    good = f"# Compost\n\n{TEXTS['gardening']}\n"
+    (d / "good.md").write_text(good)
+    (d / "good.jsonl.gz").write_bytes(gzip.compress((json.dumps({"text": f"# Tea\n\n{TEXTS['tea']}"}) + "\n").encode()))
+    (d / "truncated.md.gz").write_bytes(gzip.compress(good.encode() * 3)[:-40])
+    (d / "truncated.jsonl.gz").write_bytes(gzip.compress(
+        "\n".join(json.dumps({"text": f"# Bread {i}\n\n{TEXTS['sourdough']}"}) for i in range(50)).encode())[:300])
+    (d / "not-gzip.txt.gz").write_bytes(b"plain bytes, no gzip header at all")
+    buf = pa.BufferOutputStream()
+    pq.write_table(pa.table({"text": [good]}), buf)
+    (d / "corrupt.parquet").write_bytes(buf.getvalue().to_pybytes()[:-20])
+    (d / "locked.md").write_text(good)
+    (d / "locked.md").chmod(0)
+    (d / "dangling.md").symlink_to(d / "nowhere.md")
+    (d / "loop.md").symlink_to(d / "loop.md")
+    (d / "sub").mkdir()
+    (d / "sub" / "up").symlink_to(d, target_is_directory=True)  # a cycle: not walked
+    (d / "latin1.md").write_bytes(f"# Desserts\n\n{TEXTS['tea']} Crème brûlée, naïve façade.\n".encode("cp1252"))
+    (d / "binary.md").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    with pa.CompressedOutputStream(str(d / "cut.md.zst"), "zstd") as out:
+        out.write(good.encode() * 20)
+    (d / "cut.md.zst").write_bytes((d / "cut.md.zst").read_bytes()[:-30])
+    try:
+        with caplog.at_level(logging.WARNING):
+            raw = build_raw(_raw_config(d), tmp_path / "raw", progress=False)
+    finally:
+        (d / "locked.md").chmod(0o644)
+    skipped = raw.metrics()["documents"]["skipped"]
+    expected = {"corrupt": 5, "not_a_file": 2, "undecodable": 1}
+    if os.geteuid() != 0:  # root reads a file without permissions
+        expected["unreadable"] = 1
+    assert skipped == expected
+    kept = read_table(tmp_path / "raw")["url"].to_pylist()
+    assert any(u.endswith("good.md") for u in kept) and any("good.jsonl.gz" in u for u in kept)
+    assert any(u.endswith("latin1.md") for u in kept)
+    m = raw.metrics()["documents"]
+    assert m["kept"] + sum(m["skipped"].values()) == m["read"] and m["decoded_from"] == {"cp1252": 1}
+    for name in ("truncated.md.gz", "truncated.jsonl.gz", "not-gzip.txt.gz", "corrupt.parquet", "dangling.md", "loop.md",
+                 "binary.md", "cut.md.zst"):
+        assert any(name in r.getMessage() for r in caplog.records), name

@@ -1,0 +1,63 @@
+from _texts import TEXTS
+from humpback.data.config import DedupConfig, HeaderFilter, LanguageFilter, RepetitionFilter
+from humpback.data.dedup import Deduplicator, content_id
+from humpback.data.filters import (
+    header_reason,
+    language_reason,
+    length_reason,
+    repeated_fraction,
+    repetition_reason,
+)
+
+PROSE = TEXTS["tea"]
+
+
+def test_header_rules():
+    cfg = HeaderFilter()
+    assert header_reason("", cfg) == "empty_header"
+    assert header_reason("", cfg, allow_headerless=True) is None
+    assert header_reason("FREQUENTLY ASKED QUESTIONS", cfg) == "all_caps_header"
+    assert header_reason("Quick Links", cfg) == "navigation_header"
+    assert header_reason("Join our free   newsletter!", cfg) == "navigation_header"
+    assert header_reason("Forums and menus", cfg) == "navigation_header"
+    assert header_reason("Brewing green tea", cfg) is None
+    assert header_reason("Informal discussion", cfg) is None  # 'forum' only as a whole word
+    assert header_reason("Using the API", cfg) is None  # an acronym is not an all-caps header
+
+
+def test_length_window():
+    assert length_reason("x" * 599, 600, 3000) == "too_short"
+    assert length_reason("x" * 600, 600, 3000) is None
+    assert length_reason("x" * 3001, 600, 3000) == "too_long"
+
+
+def test_repetition_filter():
+    cfg = RepetitionFilter()
+    assert repetition_reason(PROSE, cfg) is None
+    spam = "Buy cheap tea online today. " * 3 + "Buy cheap tea online now. " * 3 + PROSE
+    assert repeated_fraction(spam, 3, 0.7) > 0.3
+    assert repetition_reason(spam, cfg) == "repetitive"
+
+
+def test_language_filter():
+    cfg = LanguageFilter()
+    assert language_reason(PROSE, cfg) is None
+    german = (
+        "Tee wird seit Jahrtausenden in vielen Kulturen getrunken. Grüner Tee wird aus Blättern hergestellt, "
+        "die kurz nach der Ernte gedämpft werden, damit ihr frischer Geschmack erhalten bleibt."
+    )
+    assert language_reason(german, cfg) == "wrong_language"
+
+
+def test_dedup_exact_and_near_copy():
+    d = Deduplicator(DedupConfig())
+    assert d.reason(PROSE) is None
+    assert d.reason("  " + PROSE.upper() + "\n") == "exact_duplicate"  # case and spacing do not hide a copy
+    near = PROSE.replace("thousands of years", "many centuries").replace("stronger, malty", "strong, malty")
+    assert d.reason(near) == "near_duplicate"
+    assert d.reason(TEXTS["bikes"]) is None
+
+
+def test_content_id_is_stable_and_exact():
+    assert content_id("abc") == content_id("abc") == "ba7816bf8f01cfea"
+    assert content_id("abc ") != content_id("abc")
