@@ -61,8 +61,12 @@ demo: install
 	dvc repro
 	humpback metrics
 
+# The suite runs on every core (pytest-xdist): tests go to whichever worker is free, except files marked
+# xdist_group (a module fixture: vLLM engines, a Ray head, a UI server). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= auto
+
 test: install-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
 
 # Pin the current environment (run after changing dependencies in pyproject.toml, then commit it).
 lock: install-test

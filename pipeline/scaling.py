@@ -13,9 +13,7 @@ than the curated set trained on all of it: it is listed under `skipped_sizes` an
 fit. With `scaling.sizes: []` (the default) there are no such stages and this one records that.
 """
 
-import json
 import logging
-import math
 from pathlib import Path
 
 import click
@@ -25,36 +23,10 @@ from humpback.core.config import ITERATIONS
 from humpback.core.files import write_json
 from humpback.evaluate.config import EvaluateConfig
 from humpback.report.config import ScalingConfig
+from humpback.report.scaling import MissingPoint, fit_log_curve, read_point
 from humpback.tracking.stage import stage_run
 
 log = logging.getLogger("humpback.scaling")
-POINT_KEYS = ("win_rate", "standard_error", "length_controlled_winrate", "n_total", "failed")
-
-
-def fit_log_curve(points: list[dict]) -> dict:
-    """Least squares of win rate on ln N: alpha (slope), its standard error, C and r^2."""
-    from scipy.stats import linregress
-
-    pts = [(math.log(p["n"]), p["win_rate"]) for p in points if p.get("win_rate") is not None]
-    if len(pts) < 2:
-        return {"alpha": None}
-    fit = linregress(*zip(*pts))
-    stderr = fit.stderr if len(pts) > 2 else None
-    return {"alpha": round(fit.slope, 4), "alpha_stderr": None if stderr is None else round(stderr, 4),
-            "intercept": round(fit.intercept, 4), "r2": round(fit.rvalue ** 2, 4) if len(pts) > 2 else None}
-
-
-def read_point(metrics_dir: Path, n: int) -> dict:
-    """One size's numbers from the metrics its train and evaluate stages wrote."""
-    files = {"train": metrics_dir / "train" / f"scaling_n{n}.json", "eval": metrics_dir / "eval" / f"scaling_n{n}.json"}
-    missing = [str(f) for f in files.values() if not f.is_file()]
-    if missing:
-        raise click.ClickException(f"scaling size {n}: {', '.join(missing)} missing; run `dvc repro scaling` "
-                                   "(it builds scale_train@N, scale_answer@N and scale_evaluate@N first)")
-    train, judged = (json.loads(f.read_text(encoding="utf-8")) for f in files.values())
-    return {"n": n, "curated_pairs": train["curated_pairs"], "examples": train["examples"], "steps": train["steps"],
-            "final_loss": train["final_loss"], "heldout_nll": train["heldout"].get("nll"),
-            **{k: judged.get(k) for k in POINT_KEYS}}
 
 
 @click.command(help=__doc__)
@@ -69,7 +41,10 @@ def main(params_path, metrics_dir, metrics_path):
         write_json(metrics_path, {"enabled": False})
         log.info("scaling: off (scaling.sizes is empty)")
         return
-    points = [read_point(Path(metrics_dir), n) for n in sc.sizes]
+    try:
+        points = [read_point(Path(metrics_dir), n) for n in sc.sizes]
+    except MissingPoint as exc:
+        raise click.ClickException(str(exc)) from None
     skipped = [p["n"] for p in points if p["curated_pairs"] < p["n"]]
     used = [p for p in points if p["n"] not in skipped]
     if skipped:

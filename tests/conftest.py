@@ -17,6 +17,40 @@ BIN = Path(sys.executable).parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # fail fast instead of waiting on a network that is not there
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    # Under pytest-xdist every worker, and every stage it starts, computes on its own share of the
+    # cores: without it, torch's threads on each worker fight over all of them.
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_share))
+
+
+def pytest_collection_modifyitems(config, items):
+    """The DVC-level tests (tests/e2e/) last: the smoke build they share starts in the background as
+    the session starts (:func:`pytest_collection_finish`), so the workers run the unit tests
+    meanwhile instead of waiting for it."""
+    items.sort(key=lambda item: 1 if "/e2e/" in str(item.path) else 0)
+
+
+_BUILD_THREAD = None
+
+
+def _build_root(config) -> Path:
+    root = config._tmp_path_factory.getbasetemp()
+    return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+
+
+def pytest_collection_finish(session):
+    """Start the smoke build at once, in a thread of one process (the first xdist worker), where
+    any collected test needs it; the fixture waits for it on the build's file lock."""
+    global _BUILD_THREAD
+    if os.environ.get("PYTEST_XDIST_WORKER", "gw0") != "gw0" or not any(
+            "smoke_build" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    import threading
+
+    root = _build_root(session.config)
+    _BUILD_THREAD = threading.Thread(target=_smoke_build, args=(root,), name="smoke-build", daemon=True)
+    _BUILD_THREAD.start()
 
 
 @pytest.fixture(autouse=True)
@@ -63,6 +97,12 @@ def vllm_model_dir(tmp_path_factory):
     return out
 
 
+def project_env() -> dict[str, str]:
+    """The environment to run dvc, git and humpback in a copy of the project."""
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
+            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+
 def copy_project(dest: Path) -> dict[str, str]:
     """Copy the project's files into ``dest`` as a fresh clone has them (git-tracked and not ignored),
     make it a git repo with one commit, and return the environment to run dvc and humpback there."""
@@ -72,11 +112,51 @@ def copy_project(dest: Path) -> dict[str, str]:
         if (ROOT / rel).is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, dest / rel)
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    env = project_env()
     for args in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
         subprocess.run(args, cwd=dest, env=env, check=True, capture_output=True)
     return env
+
+
+def _smoke_build(root: Path) -> tuple[Path, str]:
+    """The project as a fresh clone has it, on the smoke profile, after one whole `dvc repro`:
+    built once per test session under ``root`` (shared by every xdist worker: the first builds it
+    under a file lock, the others wait and reuse it). Returns its folder and the repro's log."""
+    from filelock import FileLock
+
+    dest, done = root / "smoke-build", root / "smoke-build.log"
+    with FileLock(str(root / "smoke-build.lock")):
+        if not done.exists():
+            shutil.rmtree(dest, ignore_errors=True)
+            dest.mkdir()
+            env = copy_project(dest)
+            shutil.rmtree(dest / "metrics")  # start as if no stage ever ran
+            (dest / "dvc.lock").unlink()
+            run_ok([str(BIN / "humpback"), "profile", "apply", "smoke"], dest, env)
+            run_ok(["git", "add", "-A"], dest, env)
+            run_ok(["git", "commit", "-qm", "smoke profile"], dest, env)
+            log = run_ok([str(BIN / "dvc"), "repro"], dest, env, timeout=1800)
+            done.write_text(log)
+    return dest, done.read_text()
+
+
+@pytest.fixture(scope="session")
+def smoke_build(request):
+    """(folder, env, log) of the one smoke build of the session: read it, never change it (the
+    tests that run anything get their own copy, :func:`smoke_repo`)."""
+    dest, log = _smoke_build(_build_root(request.config))  # every worker's basetemp sits in one folder
+    return dest, project_env(), log
+
+
+@pytest.fixture
+def smoke_repo(smoke_build, tmp_path):
+    """A copy of the smoke build of this test's own, so no DVC-level test depends on another's order.
+    A copy keeps DVC's hard links between workspace and cache, git, the MLflow store and the
+    metrics; about 0.1 s. (The MLflow experiment's artifact location stays the build's folder.)"""
+    built, env, log = smoke_build
+    dest = tmp_path / "repo"
+    subprocess.run(["cp", "-a", str(built), str(dest)], check=True)
+    return dest, env, log
 
 
 def run_ok(args, cwd, env, timeout=600) -> str:

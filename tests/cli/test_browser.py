@@ -15,7 +15,8 @@ from conftest import start_ui
 from humpback.tracking.stage import stage_run
 
 BROWSER = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
-pytestmark = pytest.mark.skipif(BROWSER is None, reason="no Chromium on this machine")
+# xdist_group: one worker runs this file (its tests share one UI server)
+pytestmark = [pytest.mark.skipif(BROWSER is None, reason="no Chromium on this machine"), pytest.mark.xdist_group("browser")]
 WIN_RATES = {"m0": 50.0, "m1": 61.25, "m2": 67.75}
 
 

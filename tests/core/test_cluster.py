@@ -39,6 +39,10 @@ from humpback.models.engine import EngineSpec
 from humpback.prompts import read_template
 from humpback.prompts.config import PromptsConfig
 
+# One worker runs this file: its tests share one Ray head.
+pytestmark = pytest.mark.xdist_group("cluster")
+
+
 BIN = Path(sys.executable).parent
 AUGMENT = AugmentConfig(generation={"max_new_tokens": 16, "batch_size": 4, "precision": "fp32"})
 

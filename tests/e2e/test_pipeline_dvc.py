@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import BIN, copy_project, run_ok
+from conftest import BIN, run_ok
 
 ALL_STAGES = ("base_model", "seed", "raw", "corpus", "train_backward", "augment", "train_m0",
               "score@1", "select@1", "train@1", "score@2", "select@2", "train@2",
@@ -29,18 +29,10 @@ TRAIN_RUNS = {f"train {m}" for m in TRAIN_MODELS}
 _run = run_ok
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    """A git + DVC repo holding the project's files (as a fresh clone has them) and the smoke profile."""
-    dest = tmp_path_factory.mktemp("repo")
-    env = copy_project(dest)
-    shutil.rmtree(dest / "metrics")  # start as if no stage ever ran
-    (dest / "dvc.lock").unlink()
-    _run([str(BIN / "humpback"), "profile", "apply", "smoke"], dest, env)
-    _run(["git", "add", "-A"], dest, env)
-    _run(["git", "commit", "-qm", "smoke profile"], dest, env)
-    log = _run([str(BIN / "dvc"), "repro"], dest, env)
-    return dest, env, log
+@pytest.fixture
+def repo(smoke_repo):
+    """This test's own copy of the session's smoke build (git + DVC + MLflow, after `dvc repro`)."""
+    return smoke_repo
 
 
 def test_repro_builds_every_stage(repo):
@@ -94,10 +86,10 @@ def test_repro_builds_every_stage(repo):
     assert any(d["path"] == "data/curated/iter1" for d in lock["stages"]["train@1"]["deps"])
 
 
-def test_mlflow_has_one_run_per_trained_model_with_lineage(repo):
+def test_mlflow_has_one_run_per_trained_model_with_lineage(smoke_build):
     import mlflow
 
-    dest, _, _ = repo
+    dest, _, _ = smoke_build  # read only: its MLflow artifacts live in this folder
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{dest / 'mlflow.db'}")
     exp = client.get_experiment_by_name("humpback")
     assert exp.artifact_location.startswith((dest / "mlartifacts").as_uri())
@@ -303,8 +295,8 @@ def test_a_code_edit_reruns_the_stages_that_import_it_and_nothing_else(repo):
             assert set(status) == stages, module
         finally:
             (dest / module).write_text(original)
-    # a real rerun: the segment filters changed, so corpus reruns; its output is the same bytes, so
-    # DVC stops there (augment and everything after it are untouched)
+    # a real rerun: the data package changed (the segment filters), so seed, raw and corpus rerun;
+    # their outputs are the same bytes, so DVC stops there (augment and everything after it are untouched)
     filters = dest / "src/humpback/data/filters.py"
     original = filters.read_text()
     filters.write_text(original + "\n# an edit\n")
@@ -313,8 +305,8 @@ def test_a_code_edit_reruns_the_stages_that_import_it_and_nothing_else(repo):
     finally:
         filters.write_text(original)
     ran = {s for s in ALL_STAGES if f"Running stage '{s}'" in log}
-    assert ran == {"corpus"}, log
-    _run([str(BIN / "dvc"), "commit", "-f", "corpus"], dest, env)  # the lock back to the unedited file
+    assert ran == {"seed", "raw", "corpus"}, log
+    _run([str(BIN / "dvc"), "commit", "-f", "seed", "raw", "corpus"], dest, env)  # the lock back to the unedited file
     assert json.loads(_run([str(BIN / "dvc"), "status", "--json"], dest, env)) == {}
 
 

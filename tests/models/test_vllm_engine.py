@@ -15,6 +15,10 @@ from humpback.models.config import GenerationConfig, VLLMConfig
 from humpback.models.engine import EngineSpec
 from humpback.prompts import rating_messages, read_template
 
+# One worker runs this file: its tests share the module's vLLM engines.
+pytestmark = pytest.mark.xdist_group("vllm_engine")
+
+
 VLLM = VLLMConfig(kv_cache_gib=0.25)  # a fixed, small KV cache: the test host's RAM is shared
 HF = GenerationConfig(temperature=0, max_new_tokens=12, precision="fp32", batch_size=3, max_input_tokens=256)
 PROMPTS = [[{"role": "user", "content": text}] for text in (

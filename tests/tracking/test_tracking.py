@@ -116,7 +116,7 @@ def test_a_stage_killed_while_it_creates_the_store_leaves_no_broken_store(tmp_pa
 
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["DVC_ROOT"] = str(tmp_path)
-    setup = [sys.executable, "-c", "from humpback import tracking; tracking.setup('humpback')"]
+    setup = [sys.executable, "-c", "from humpback.tracking.store import setup; setup('humpback')"]
     proc = subprocess.Popen(setup, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db = tmp_path / "mlflow.db"
     while (not db.exists() or db.stat().st_size < 300_000) and proc.poll() is None:
