@@ -154,7 +154,7 @@ def smoke_repo(smoke_build, tmp_path):
     A copy keeps DVC's hard links between workspace and cache, git, the MLflow store and the
     metrics; about 0.1 s. (The MLflow experiment's artifact location stays the build's folder.)"""
     built, env, log = smoke_build
-    dest = tmp_path / "repo"
+    dest = tmp_path / "smoke-repo"
     subprocess.run(["cp", "-a", str(built), str(dest)], check=True)
     return dest, env, log
 

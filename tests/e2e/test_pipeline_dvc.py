@@ -200,15 +200,14 @@ def test_evaluation_writes_alpaca_eval_files_metrics_and_report(repo):
     assert {a.path for a in client.list_artifacts(runs["report"].info.run_id, "plots")} >= {"plots/win_rate.png"}
 
 
-def test_scaling_is_three_ordinary_stages_per_size_and_a_fit(repo, tmp_path):
+def test_scaling_is_three_ordinary_stages_per_size_and_a_fit(repo):
     """`scaling.sizes` adds scale_train@N, scale_answer@N and scale_evaluate@N (the train, answer and
     evaluate scripts) and the `scaling` fit reads their metrics; nothing else reruns, and a new size
     would rerun only its own three stages and the fit. In a copy of the smoke repo."""
     import mlflow
 
     dest, env, _ = repo
-    work = tmp_path / "repo"
-    shutil.copytree(dest, work, symlinks=True)
+    work = dest  # the test's own copy of the smoke build
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["scaling"]["sizes"] = list(SCALING_SIZES)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -527,13 +526,12 @@ def _wait_queue(dest, env, timeout=900):
     raise AssertionError("the queue did not finish")
 
 
-def test_generation_stages_run_on_vllm(repo, tmp_path):
+def test_generation_stages_run_on_vllm(repo):
     """engine: vllm in every generation section and judge kind vllm, in a copy of the smoke repo:
     augment, score@1 and evaluate@m1 run on vLLM (the CPU build) through DVC, write complete outputs,
     and a rerun reuses every shard; a shard key names its engine, so hf shards are not taken for vLLM's."""
     dest, env, _ = repo
-    work = tmp_path / "repo"
-    shutil.copytree(dest, work, symlinks=True)
+    work = dest  # the test's own copy of the smoke build
     params = yaml.safe_load((work / "params.yaml").read_text())
     for section in (params["augment"], params["curate"], params["evaluate"]):
         section["generation"]["engine"] = "vllm"

@@ -160,7 +160,7 @@ def _stages_holding(path: str) -> set[str]:
     # the train section's code: the trainings alone (then what their models feed)
     ("src/humpback/train/config.py", {"train_backward", "train_m0", "train", "scale_train"}),
     ("src/humpback/train/recipe.py", {"train_backward", "train_m0", "train", "scale_train"}),
-    # the curator check: score@i alone, not the threshold sweep's select@i
+    # the curator check: its package's stages (score@i, select@i), no training, generation or judging
     ("src/humpback/curate/check.py", {"score", "select"}),
     ("README.md", set()),
 ])
