@@ -53,7 +53,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    result = {"now": {s: round(start_s(ROOT, s, "params", args.repeat), 2) for s in SCRIPTS},
+    from _machine import cpu_name
+
+    result = {"cpu": cpu_name(), "cores": os.cpu_count(), "now": {s: round(start_s(ROOT, s, "params", args.repeat), 2) for s in SCRIPTS},
               "mlflow_import_s": round(mlflow_s(ROOT), 2)}
     if args.before:
         with tempfile.TemporaryDirectory() as tmp:
