@@ -1,4 +1,15 @@
-"""Keyed, resumable map over Parquet shards: the incremental engine of `augment` and `score@i`.
+"""Keyed units: the one resume mechanism of the pipeline's sharded and per-item work.
+
+A unit of work is named by a content key of everything its result depends on; a result is kept
+only under its key, so a rerun computes exactly the units whose key has no result yet, and the
+results of keys no longer wanted are removed (the output then equals a from-scratch run's). Two
+stores hold results: a folder of Parquet shards, one file per unit (:func:`map_shards`: augment,
+score@i, answer@m, and the curator check as an extra unit beside the shards), and a file of JSON
+lines, one line per unit (:class:`KeyedLines`: evaluate@m's verdicts, each appended and synced as
+soon as the judge returns it). Resuming inside a unit is not this module's: a training resumes
+from its checkpoints (``train.recipe``), and AlpacaEval's annotator keeps its own cache.
+
+Map over shards:
 
 Each input shard maps to one output shard named ``<input stem>-<key>.parquet``, where the key
 hashes everything the output depends on (the input shard's bytes and the caller's settings). A run
@@ -20,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +41,7 @@ import pyarrow.parquet as pq
 
 from humpback.core.cluster import Job, Unit, run_units
 from humpback.core.config import RayConfig
+from humpback.core.files import atomic_write
 from humpback.core.keys import content_key, file_digest
 from humpback.core.shards import shard_files, write_table_atomic
 
@@ -136,3 +149,44 @@ def pending_rows(input_dir: str | Path, out_dir: str | Path, settings: dict) -> 
     out_dir = Path(out_dir)
     return sum(pq.read_metadata(s).num_rows for s in shard_files(input_dir)
                if not (out_dir / f"{s.stem}-{shard_key(s, settings)}.parquet").exists())
+
+
+class KeyedLines:
+    """Results kept as JSON lines, one per key (``{"key": ..., **result}``), in one file: each
+    :meth:`add` is appended and synced at once, so a crash loses at most the line being written (a
+    torn last line is ignored on reading); :meth:`prune` rewrites the file, atomically, with the
+    keys still wanted only, in key order."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.entries: dict[str, dict] = {}
+        if self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    entry = json.loads(line)
+                    self.entries[entry["key"]] = entry
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue
+        self._fh = None
+
+    def add(self, key: str, result: dict) -> None:
+        entry = {"key": key, **result}
+        self.entries[key] = entry
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "a", encoding="utf-8")
+        self._fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def prune(self, keep: set[str]) -> None:
+        """Keep only the results of ``keep``, so the file equals a from-scratch run's."""
+        self.close()
+        with atomic_write(self.path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+            for key in sorted(keep & set(self.entries)):
+                fh.write(json.dumps(self.entries[key], ensure_ascii=False) + "\n")
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None

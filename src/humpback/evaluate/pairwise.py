@@ -11,58 +11,17 @@ missing, beyond ``evaluate.max_failed_share``, so DVC never records it as done).
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 
-from humpback.core.files import atomic_write
 from humpback.core.keys import content_key
+from humpback.core.units import KeyedLines
 from humpback.evaluate.judges.base import Judge, JudgeResult, Verdict
 from humpback.evaluate.judges.config import JudgeConfig
 from humpback.models.config import VLLMConfig
 
 log = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------------------- evaluate@m
-class JudgementCache:
-    """Append-only JSON lines of finished verdicts; a torn last line (crash mid-write) is ignored."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.entries: dict[str, dict] = {}
-        if self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    entry = json.loads(line)
-                    self.entries[entry["key"]] = entry
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue
-        self._fh = None
-
-    def add(self, key: str, verdict: Verdict) -> None:
-        entry = {"key": key, "p_b": verdict.p_b, "raw": verdict.raw}
-        self.entries[key] = entry
-        if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "a", encoding="utf-8")
-        self._fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-
-    def compact(self, keep: set[str]) -> None:
-        """Rewrite the file with the verdicts in use only, so it equals a from-scratch run's."""
-        self.close()
-        with atomic_write(self.path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-            for key in sorted(keep & set(self.entries)):
-                fh.write(json.dumps(self.entries[key], ensure_ascii=False) + "\n")
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
 
 
 def verdict_key(identity: dict, instruction: str, output_a: str, output_b: str) -> str:
@@ -76,7 +35,7 @@ def judge_outputs(rows: list[dict], outputs: list[dict], references: list[dict],
     verdicts that disagree make a tie. Identical answers are a tie without asking the judge."""
     from tqdm.auto import tqdm
 
-    cache = JudgementCache(cache_path)
+    cache = KeyedLines(cache_path)
     keys: list[tuple[str, str] | None] = []
     todo: dict[str, tuple[str, str, str]] = {}
     for row, out, ref in zip(rows, outputs, references):
@@ -99,7 +58,7 @@ def judge_outputs(rows: list[dict], outputs: list[dict], references: list[dict],
                 if verdict.p_b is None:
                     failed[order[i]] = verdict.error or "failed"
                 else:
-                    cache.add(order[i], verdict)
+                    cache.add(order[i], {"p_b": verdict.p_b, "raw": verdict.raw})
                 bar.update(1)
 
             try:
@@ -123,7 +82,7 @@ def judge_outputs(rows: list[dict], outputs: list[dict], references: list[dict],
             ann.update(preference=None if None in prefs else (prefs[0] + prefs[1]) / 2,
                        preference_reference_first=prefs[0], preference_model_first=prefs[1])
         annotations.append(ann)
-    cache.compact(used)
+    cache.prune(used)
     return JudgeResult(annotations, requested=len(todo), reused=len(used) - len(todo), failed=len(failed),
                        reasons=tuple(sorted(set(failed.values()))))
 
