@@ -119,7 +119,7 @@ def profile_list(profiles_dir):
     """The profiles there are, with the first line of each."""
     from humpback.cli.profiles import DEFAULTS_NAME, available, profile_path
 
-    click.echo(f"{DEFAULTS_NAME:10s} The defaults (src/humpback/config.py): the offline CPU demo")
+    click.echo(f"{DEFAULTS_NAME:10s} The defaults (each step's config.py section): the offline CPU demo")
     for name in available(profiles_dir):
         first = profile_path(name, profiles_dir).read_text(encoding="utf-8").splitlines()[:1]
         click.echo(f"{name:10s} {first[0].lstrip('# ') if first else ''}")
