@@ -18,6 +18,19 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+# The CPU flags that decide the speed of the demo's matmuls (bf16 native or emulated, ~300x apart).
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def cpu_flags() -> list[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return [f for f in SPEED_FLAGS if f in flags]
+
+
 def hardware() -> dict:
     import torch
 

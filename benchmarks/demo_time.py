@@ -24,20 +24,10 @@ import time
 from pathlib import Path
 
 import click
-from _machine import cpu_name, matmul_gflops
+from _machine import cpu_flags, cpu_name, matmul_gflops
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 STAGE = re.compile(r"^Running stage '([^']+)'")
-
-
-def cpu_flags() -> list[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return [f for f in SPEED_FLAGS if f in flags]
 
 
 def timed_lines(cmd: list[str], cwd: Path, env: dict) -> tuple[int, list[tuple[float, str]]]:

@@ -1,13 +1,13 @@
-"""How long a stage takes to start: from `python pipeline/<stage>.py` to the moment its params are
-loaded and its work could begin, for the stages that load no model, side by side with another
-revision of the project in the same run (ratios, not absolute seconds: the machine is shared).
+"""How long a stage that loads no model takes to start, side by side with another revision of the
+project in the same run (ratios, not absolute seconds: the machine is shared).
 
     python benchmarks/stage_start.py                  # this checkout alone
     python benchmarks/stage_start.py --before 64f00c5 # and that revision, from a git worktree
 
-"Start" is what every run of the stage pays before it works: interpreter, our imports and those of
-its libraries, and the whole-file params check. MLflow's own import and store set-up (about 5 s on 2 cores)
-follow when the stage opens its run and are reported apart, as `mlflow_s`.
+"Start" is what every run of the stage pays before it works: the interpreter, the imports of its
+script (ours and its libraries'), and the whole-file params check (``humpback.params.load_config``;
+for ``--before``, a revision from before the reshaping, ``humpback.config.load_config``). MLflow's
+own import follows when the stage opens its run: reported apart, as ``mlflow_import_s``.
 """
 
 from __future__ import annotations
@@ -45,17 +45,16 @@ def mlflow_s(root: Path) -> float:
     return time.perf_counter() - t0
 
 
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--before", help="a git revision to measure beside this checkout")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    from _machine import cpu_name
+    from _machine import cpu_flags, cpu_name
 
-    result = {"cpu": cpu_name(), "cores": os.cpu_count(), "now": {s: round(start_s(ROOT, s, "params", args.repeat), 2) for s in SCRIPTS},
+    result = {"cpu": cpu_name(), "cores": os.cpu_count(), "flags": cpu_flags(),
+              "now": {s: round(start_s(ROOT, s, "params", args.repeat), 2) for s in SCRIPTS},
               "mlflow_import_s": round(mlflow_s(ROOT), 2)}
     if args.before:
         with tempfile.TemporaryDirectory() as tmp:

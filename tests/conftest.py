@@ -31,26 +31,20 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: 1 if "/e2e/" in str(item.path) else 0)
 
 
-_BUILD_THREAD = None
-
-
 def _build_root(config) -> Path:
-    root = config._tmp_path_factory.getbasetemp()
+    root = config._tmp_path_factory.getbasetemp()  # the tmp_path_factory fixture's object, before any fixture runs
     return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
 
 
 def pytest_collection_finish(session):
     """Start the smoke build at once, in a thread of one process (the first xdist worker), where
     any collected test needs it; the fixture waits for it on the build's file lock."""
-    global _BUILD_THREAD
     if os.environ.get("PYTEST_XDIST_WORKER", "gw0") != "gw0" or not any(
             "smoke_build" in getattr(item, "fixturenames", ()) for item in session.items):
         return
     import threading
 
-    root = _build_root(session.config)
-    _BUILD_THREAD = threading.Thread(target=_smoke_build, args=(root,), name="smoke-build", daemon=True)
-    _BUILD_THREAD.start()
+    threading.Thread(target=_smoke_build, args=(_build_root(session.config),), name="smoke-build", daemon=True).start()
 
 
 @pytest.fixture(autouse=True)

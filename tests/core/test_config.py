@@ -94,3 +94,30 @@ def test_evaluation_params_are_checked(data, message):
 def test_the_api_key_has_no_place_in_params():
     msg = _error({"evaluate": {"judge": {"openai": {"api_key": "sk-123"}}}})
     assert "unknown key 'evaluate.judge.openai.api_key'" in msg and "api_key_env" in msg
+
+
+def test_a_stage_loads_its_own_sections_as_the_whole_file_has_them():
+    """load_sections: what a stage reads, each section by its own model (defaults filled in), the
+    file as written kept for MLflow, and every other section left alone (params.py checks those)."""
+    from humpback.core.config import ITERATIONS, load_sections
+    from humpback.curate.config import CurateConfig
+
+    data = {"curate": {"threshold": 4.5}, "train": {"not_looked_at": 1}, "iterations": {"1": {"curator": "m0"}}}
+    loaded = load_sections(data, curate=CurateConfig, iterations=ITERATIONS)
+    assert loaded.curate == CurateConfig(threshold=4.5) and loaded.curate.scorer == "logits"
+    assert sorted(loaded.iterations) == [1] and loaded.as_written() is data
+    assert loaded.curate == parse_config({"curate": {"threshold": 4.5}}).curate  # the same model, the same values
+    assert not hasattr(loaded, "train")
+
+
+def test_a_stage_section_error_names_the_file_and_the_dotted_key():
+    from humpback.core.config import ITERATIONS, load_sections
+    from humpback.curate.config import CurateConfig
+
+    with pytest.raises(ConfigError) as info:
+        load_sections({"curate": {"treshold": 4}}, source="exp.yaml", curate=CurateConfig)
+    assert "exp.yaml: unknown key 'curate.treshold'" in str(info.value) and "threshold" in str(info.value)
+    with pytest.raises(ConfigError, match="quote the iteration numbers"):
+        load_sections({"iterations": {1: {"curator": "m0"}}}, iterations=ITERATIONS)
+    with pytest.raises(ConfigError, match=r"iterations.2.curator must be m1"):
+        load_sections({"iterations": {"1": {"curator": "m0"}, "2": {"curator": "m0"}}}, iterations=ITERATIONS)

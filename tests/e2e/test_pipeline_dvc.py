@@ -600,7 +600,7 @@ def test_a_partial_evaluation_is_not_locked_and_the_next_repro_asks_only_the_mis
     """evaluate@m2 against a misbehaving endpoint exits non-zero with its finished verdicts kept and
     is not recorded in dvc.lock; a plain `dvc repro` against the healthy endpoint asks only for the
     missing verdicts and locks the stage; the metrics equal those of a run that never failed."""
-    from test_judges import FakeOpenAI
+    from _fake_openai import FakeOpenAI
 
     dest, env, _ = repo
     script, healthy, verdicts_per_run, missing = BAD_HOURS[kind]

@@ -12,8 +12,8 @@ import sys
 
 import pytest
 import yaml
-from test_judges import FakeOpenAI
 
+from _fake_openai import FakeOpenAI
 from conftest import ROOT
 
 KEY = "sk-humpback-SECRET-5f0c1e9d7a"

@@ -174,8 +174,12 @@ def test_not_output_deps_stay_what_their_reason_says():
     for path in (ROOT / "src/humpback/tracking").glob("*.py"):
         text = path.read_text()
         assert "write_json" not in text and "write_table" not in text, path  # (atomic_write: mlflow.db alone)
-    common = (ROOT / "pipeline/_common.py").read_text()
-    assert "parse_config(data, source=path)\n        return load_sections(" in common, "params.py only checks"
+    # params.py only checks: in load_params, its parse_config's result is thrown away (a bare call)
+    load_params = next(n for n in ast.walk(ast.parse((ROOT / "pipeline/_common.py").read_text()))
+                       if isinstance(n, ast.FunctionDef) and n.name == "load_params")
+    calls = [n for n in ast.walk(load_params) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "parse_config"]
+    bare = [n.value for n in ast.walk(load_params) if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)]
+    assert calls and all(c in bare for c in calls), "a stage must not read values through humpback.params"
 
 
 @pytest.mark.parametrize("script", ["select_pairs", "scaling", "report", "evaluate"])

@@ -4,10 +4,11 @@ A unit of work is named by a content key of everything its result depends on; a 
 only under its key, so a rerun computes exactly the units whose key has no result yet, and the
 results of keys no longer wanted are removed (the output then equals a from-scratch run's). Two
 stores hold results: a folder of Parquet shards, one file per unit (:func:`map_shards`: augment,
-score@i, answer@m, and the curator check as an extra unit beside the shards), and a file of JSON
-lines, one line per unit (:class:`KeyedLines`: evaluate@m's verdicts, each appended and synced as
-soon as the judge returns it). Resuming inside a unit is not this module's: a training resumes
-from its checkpoints (``train.recipe``), and AlpacaEval's annotator keeps its own cache.
+score@i, and the curator check as an extra unit beside the shards), and a file of JSON lines, one
+line per unit (:class:`KeyedLines`: evaluate@m's verdicts, each appended and synced as soon as the
+judge returns it). Not resumed here: answer@m (one unit, the whole small eval set, rerun whole), a
+training (it resumes from its checkpoints, ``train.recipe``) and AlpacaEval's annotator (its own
+cache).
 
 Map over shards:
 

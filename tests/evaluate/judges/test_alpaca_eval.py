@@ -7,8 +7,8 @@ import json
 import math
 
 import pytest
-from test_judges import FakeOpenAI
 
+from _fake_openai import FakeOpenAI
 from humpback.core.incomplete import Incomplete
 from humpback.evaluate.judges.alpaca_eval import CACHE_NAME, AlpacaEvalError, annotator_config, annotator_names
 from humpback.evaluate.judges.config import JudgeConfig

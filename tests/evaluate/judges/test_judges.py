@@ -1,13 +1,10 @@
 """Judges: verdict parsing, the local logits judge, and an OpenAI-compatible judge against a fake
 server on loopback that fails in the ways real endpoints do."""
 
-import json
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from _fake_openai import FakeOpenAI
 from humpback.evaluate.judges.base import parse_verdict
 from humpback.evaluate.judges.config import JudgeConfig, OpenAIJudgeConfig
 from humpback.evaluate.judges.factory import make_judge
@@ -37,66 +34,6 @@ def test_hf_judge_reads_a_distribution_over_a_and_b(tiny_model_dir):
         assert 0 < v.p_b < 1 and v.error is None
         a, b = (float(x.split("=")[1]) for x in v.raw.split())
         assert a + b == pytest.approx(1, abs=1e-5)
-
-
-class FakeOpenAI:
-    """A tiny OpenAI-compatible server: each request takes the next scripted behaviour."""
-
-    def __init__(self, script, key="sk-test", default="A"):
-        self.script, self.key, self.requests, self.default = list(script), key, [], default
-        self.lock = threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with fake.lock:
-                    fake.requests.append({"auth": self.headers.get("Authorization"), "body": body})
-                    action = fake.script.pop(0) if fake.script else fake.default
-                if callable(action):  # a judge that reads the prompt: returns one of the actions below
-                    action = action(body)
-                if isinstance(action, dict):  # {"content": text, "top_logprobs": {token: logprob}}
-                    return self._reply(body, action["content"], action.get("top_logprobs"))
-                if action == "sleep":
-                    time.sleep(1.5)
-                    action = "A"
-                if action == "500":
-                    return self._send(500, b'{"error": {"message": "boom"}}')
-                if action.startswith("429"):  # "429" or "429:<Retry-After seconds>"
-                    wait = action.partition(":")[2]
-                    return self._send(429, b'{"error": {"message": "slow down"}}',
-                                      {"Retry-After": wait} if wait else {})
-                if action == "malformed":
-                    return self._send(200, b"{this is not json")
-                self._reply(body, action, {"B": -0.2231, "A": -1.6094} if body.get("logprobs") else None)
-
-            def _reply(self, body, content, top_logprobs):
-                choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
-                if top_logprobs:
-                    top = [{"token": t, "logprob": lp, "bytes": None} for t, lp in top_logprobs.items()]
-                    choice["logprobs"] = {"content": [{**top[0], "top_logprobs": top}]}
-                reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"], "choices": [choice],
-                         "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}}
-                self._send(200, json.dumps(reply).encode())
-
-            def _send(self, code, payload, headers=None):
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
 
 
 @pytest.fixture
