@@ -9,8 +9,12 @@ shards run: here, or on a Ray cluster). Nucleus sampling (T=0.7, p=0.9 by defaul
 backward model M_yx, prompted exactly as it was trained. Incremental per corpus shard: only shards
 whose corpus bytes, model, sampling settings or prompt changed are generated again, stale ones are
 removed, and a killed run picks up where it stopped (the output is a DVC `persist` folder).
-Generations that are no instruction are dropped and counted by reason (`augment.hygiene`): empty
-after cleaning, echoing the backward prompt's own wording, or copying a long run of the segment.
+What a small model wraps around a request is unwrapped ("Here is the instruction:", "Instruction:",
+quotes, 'The text answers the question "..."'), and generations that are no instruction are dropped,
+each counted by rule (`augment.hygiene`, src/humpback/augment/form.py): empty, echoing the backward
+prompt, copying a run of the segment or its opening words, describing or continuing the text, a
+labelled text ("Text: ..."), a list item, symbol noise. `well_formed` is the share of candidates that
+read as a request (a question, an imperative, "Please ..."): a quality signal, like the curator AUC.
 Writes data/candidates/*.parquet (segment columns + instruction + backward model digest +
 sampling settings) and metrics/augment.json (data only; reuse and speed go to the log and MLflow).
 """
@@ -51,7 +55,8 @@ def main(params_path, model, corpus, out, metrics_path, progress):
         spec = EngineSpec(model, g, cfg.vllm)
         report = augment(corpus, out, spec, cfg.augment, template, digest, progress=progress, ray=cfg.ray)
         metrics, stats = report.metrics(), report.run_stats()
-        run.finish(metrics | stats, parent={"augment.candidates": report.candidates}, engine=spec, ran_on=report.ran_on)
+        run.finish(metrics | stats, parent={"augment.candidates": report.candidates,
+                                                  "augment.well_formed": metrics["well_formed"]}, engine=spec, ran_on=report.ran_on)
     write_json(metrics_path, metrics)
     if dropped := {k: v for k, v in metrics["dropped"].items() if v}:
         log.warning("%d generations were no instruction and were left out (%s; rules: augment.hygiene)",

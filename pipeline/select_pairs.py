@@ -52,7 +52,8 @@ def main(params_path, iteration, scores, candidates, out, metrics_path):
         shutil.rmtree(out, ignore_errors=True)
         write_table_atomic(table, Path(out) / "curated.parquet")
         run.finish(metrics, params={"compared": metrics["compared"]}, tables=_sample(table, iteration),
-                   parent={f"iter{iteration}.kept": metrics["kept"], f"iter{iteration}.kept_share": metrics["kept_share"]})
+                   parent={f"iter{iteration}.kept": metrics["kept"], f"iter{iteration}.kept_share": metrics["kept_share"],
+                           f"iter{iteration}.well_formed": metrics["well_formed"]})
     metrics_path = Path(metrics_path or f"metrics/curate/iter{iteration}.json")
     write_json(metrics_path, metrics)
     with open(metrics_path.with_name(f"{metrics_path.stem}_scores.csv"), "w", newline="") as fh:

@@ -185,6 +185,12 @@ def test_evaluation_writes_alpaca_eval_files_metrics_and_report(repo):
         assert runs[f"score iter{i}"].data.metrics["curator_check.auc"] == pytest.approx(check["auc"])
         assert len(list((dest / f"data/scores/iter{i}").glob("_curator_check-*.parquet"))) == 1
     assert runs["report"].data.metrics["curator_auc.iter2"] == pytest.approx(report["curator_auc"]["iter2"])
+    # the well-formed share of candidates and of each curated set: metrics, report, MLflow
+    augment = json.loads((dest / "metrics/augment.json").read_text())
+    assert report["well_formed"]["candidates"] == augment["well_formed"]
+    for i in (1, 2):
+        curated = json.loads((dest / f"metrics/curate/iter{i}.json").read_text())
+        assert report["well_formed"][f"iter{i}"] == curated["well_formed"]
     assert runs["dvc repro"].data.metrics["m2.heldout_nll"] == pytest.approx(heldout["m2"]["nll"])
     assert runs["dvc repro"].data.metrics["iter1.curator_auc"] == pytest.approx(report["curator_auc"]["iter1"])
     for png in ("win_rate", "heldout_nll", "scores", "kept_by_threshold"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from humpback.core.config import PositiveInt, Section
 from humpback.models.config import GenerationConfig
 
@@ -12,6 +14,20 @@ class HygieneConfig(Section):
     prompt_words: PositiveInt | None = 6
     # ... or with its own segment copies the text instead of asking for it; null = no check.
     segment_words: PositiveInt | None = 12
+    # ... opens with its segment's first this many words (the segment's header or first line): a copy
+    opening_words: PositiveInt | None = 4
+    # fewer words than this, or a smaller share of letters among non-space characters: symbol noise
+    min_words: PositiveInt | None = 2
+    min_letter_share: float | None = Field(default=0.5, ge=0, le=1)
+    # phrase rules (augment/form.py): "This is an example of ...", "To add to the previous text, ...",
+    # "Text: ..." / "Answer: ...", "1. ..." / "- ...": not requests; false = no check
+    describes_text: bool = True
+    continues_text: bool = True
+    text_label: bool = True
+    list_fragment: bool = True
+    # strip what the model wraps around a request ("Here is the instruction:", "Instruction:", quotes,
+    # 'The text answers the question "..."'), counted per rule in metrics/augment.json
+    unwrap: bool = True
 
 
 class AugmentConfig(Section):

@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from humpback.augment.config import AugmentConfig
-from humpback.augment.hygiene import DROP_REASONS, clean_instruction, hygiene_problem
+from humpback.augment.form import well_formed_share
+from humpback.augment.hygiene import DROP_REASONS, UNWRAP_RULES, clean_instruction, hygiene_problem
 from humpback.core.cluster import Job
 from humpback.core.config import RayConfig
 from humpback.core.shards import SEGMENT_SCHEMA
@@ -46,6 +47,7 @@ class AugmentReport:
     segments: int = 0
     candidates: int = 0
     dropped: Counter = field(default_factory=Counter)  # generations left out, by DROP_REASONS
+    unwrapped: Counter = field(default_factory=Counter)  # generations unwrapped, by UNWRAP_RULES
     truncated: int = 0
     shards_total: int = 0
     shards_generated: int = 0
@@ -55,7 +57,7 @@ class AugmentReport:
     generated_segments: int = 0
     generation_seconds: float = 0.0
     ran_on: str = ""  # where the missing shards ran
-    instruction_chars: list[int] = field(default_factory=list, repr=False)
+    instructions: list[str] = field(default_factory=list, repr=False)
 
     def metrics(self) -> dict:
         """What the data determines: the same inputs give the same metrics file, however the run went."""
@@ -65,9 +67,15 @@ class AugmentReport:
             "segments": self.segments,
             "candidates": self.candidates,
             "dropped": {reason: self.dropped.get(reason, 0) for reason in DROP_REASONS},
+            "unwrapped": {rule: self.unwrapped.get(rule, 0) for rule in UNWRAP_RULES},
             "truncated_generations": self.truncated,
             "shards": self.shards_total,
-            "instruction_chars": length_stats(self.instruction_chars),
+            "instruction_chars": length_stats([len(t) for t in self.instructions]),
+            # candidates that read as requests (augment/form.py): of the candidates, and of all segments
+            "well_formed": well_formed_share(self.instructions),
+            "well_formed_of_segments": (round(well * len(self.instructions) / self.segments, 4)
+                                        if (well := well_formed_share(self.instructions)) is not None
+                                        and self.segments else None),
         }
 
     def run_stats(self) -> dict:
@@ -94,9 +102,11 @@ class AugmentJob(Job):
         g, segments, seed = self.cfg.generation, rows.to_pylist(), key_seed(key)
         texts = self.engine.generate([backward_messages(s["text"], self.template) for s in segments],
                                      self.spec.sampling(seed), progress)
-        out, dropped, cut = [], Counter(), 0
+        out, dropped, unwrapped, cut = [], Counter(), Counter(), 0
         for seg, text in zip(segments, texts):
-            instruction, was_cut = clean_instruction(text, self.cfg.max_instruction_chars)
+            instruction, was_cut, fired = clean_instruction(text, self.cfg.max_instruction_chars,
+                                                            self.cfg.hygiene.unwrap)
+            unwrapped.update(set(fired))
             if problem := hygiene_problem(instruction, seg["text"], self.template, self.cfg.hygiene):
                 dropped[problem] += 1
                 continue
@@ -106,7 +116,8 @@ class AugmentJob(Job):
                         "gen_max_new_tokens": g.max_new_tokens, "gen_seed": seed})
         table = pa.Table.from_pylist(out, schema=CANDIDATE_SCHEMA)
         return with_stats(table, {"segments": len(segments), "left_out": sum(dropped.values()),
-                                  "dropped": dict(dropped), "truncated": cut})
+                                  "dropped": dict(dropped), "unwrapped": dict(unwrapped),
+                                  "truncated": cut})
 
 
 def augment(corpus_dir: str | Path, out_dir: str | Path, spec: EngineSpec, cfg: AugmentConfig, template: str,
@@ -135,7 +146,8 @@ def augment(corpus_dir: str | Path, out_dir: str | Path, spec: EngineSpec, cfg: 
         instructions = pq.read_table(out, columns=["instruction"])["instruction"].to_pylist()
         report.segments += stats.get("segments", len(instructions))
         report.dropped.update(stats.get("dropped", {"empty": stats.get("empty", 0)}))  # older shards: empty only
+        report.unwrapped.update(stats.get("unwrapped", {}))
         report.truncated += stats.get("truncated", 0)
         report.candidates += len(instructions)
-        report.instruction_chars.extend(len(t) for t in instructions)
+        report.instructions.extend(instructions)
     return report

@@ -33,6 +33,7 @@ CURATED_SCHEMA = pa.schema(
 
 def select(candidates_dir: str | Path, scores_dir: str | Path, cfg: CurateConfig) -> tuple[pa.Table, dict]:
     """A_k: candidates whose score (or expected score) is >= the threshold; optional seeded cap."""
+    from humpback.augment.form import well_formed_share
     from humpback.core.shards import read_table
     from humpback.core.stats import length_stats
 
@@ -61,6 +62,7 @@ def select(candidates_dir: str | Path, scores_dir: str | Path, cfg: CurateConfig
         "kept": len(rows),
         "kept_share": round(len(rows) / len(scores), 4) if scores else 0.0,
         "kept_instruction_chars": length_stats([len(r["instruction"]) for r in rows]),
+        "well_formed": well_formed_share([r["instruction"] for r in rows]),  # kept pairs that read as requests
         "kept_response_chars": length_stats([len(r["response"]) for r in rows]),
     }
     expected = [s["expected_score"] for s in scores if s["expected_score"] is not None]

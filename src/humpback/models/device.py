@@ -13,6 +13,9 @@ def bf16_supported() -> bool:
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
     # On CPU, bf16 only pays off with native instructions (AVX-512 BF16 / AMX); emulated it is slower.
+    # ATEN_CPU_CAPABILITY=avx2 caps torch's kernels below AVX-512: then bf16 is emulated too, so fp32.
+    if not torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        return False
     return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
 
 

@@ -70,7 +70,7 @@ def collect(metrics_dir: str | Path, models: list[str], iterations: list[int]) -
             with open(path, newline="") as fh:
                 curves[i] = list(csv.DictReader(fh))
     return {"eval": evals, "train": train, "curate": curate, "score": score, "curves": curves,
-            "scaling": _read_json(metrics_dir / "scaling.json")}
+            "augment": _read_json(metrics_dir / "augment.json"), "scaling": _read_json(metrics_dir / "scaling.json")}
 
 
 def heldout_nll(train: dict) -> dict:
@@ -105,6 +105,11 @@ def summary(data: dict) -> dict:
            if (c.get("curator_check") or {}).get("auc") is not None}
     if auc:
         out["curator_auc"] = auc
+    # candidates and curated pairs whose instruction reads as a request (augment/form.py)
+    well_formed = {"candidates": (data.get("augment") or {}).get("well_formed"),
+                   **{f"iter{i}": c.get("well_formed") for i, c in curate.items()}}
+    if any(v is not None for v in well_formed.values()):
+        out["well_formed"] = well_formed
     verdicts = {m: r for m, e in evals.items() if (r := judge_reliability(e)) is not None}
     out["judge_reliable"] = {m: r["reliable"] for m, r in verdicts.items()}
     out["judge_unreliable_because"] = {m: "; ".join(r["reasons"]) for m, r in verdicts.items() if r["reasons"]}
