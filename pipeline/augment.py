@@ -55,8 +55,8 @@ def main(params_path, model, corpus, out, metrics_path, progress):
         spec = EngineSpec(model, g, cfg.vllm)
         report = augment(corpus, out, spec, cfg.augment, template, digest, progress=progress, ray=cfg.ray)
         metrics, stats = report.metrics(), report.run_stats()
-        run.finish(metrics | stats, parent={"augment.candidates": report.candidates,
-                                                  "augment.well_formed": metrics["well_formed"]}, engine=spec, ran_on=report.ran_on)
+        headline = {"augment.candidates": report.candidates, "augment.well_formed": metrics["well_formed"]}
+        run.finish(metrics | stats, parent=headline, engine=spec, ran_on=report.ran_on)
     write_json(metrics_path, metrics)
     if dropped := {k: v for k, v in metrics["dropped"].items() if v}:
         log.warning("%d generations were no instruction and were left out (%s; rules: augment.hygiene)",

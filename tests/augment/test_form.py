@@ -28,7 +28,8 @@ LIST_SEGMENT = "1. Easy-to-use state-of-the-art models: high performance on natu
 ])
 def test_wrappers_around_a_request_are_removed_by_rule(generation, expected, rules):
     assert clean_instruction(generation, 2000) == (expected, False, rules)
-    assert clean_instruction(generation, 2000, unwrap=False)[0] != expected or not rules or rules == ["quotes"]
+    if rules and rules != ["quotes"]:  # unwrap off: only surrounding quotes go
+        assert clean_instruction(generation, 2000, unwrap=False)[0] != expected
 
 
 @pytest.mark.parametrize("generation, segment, reason", [
@@ -73,3 +74,17 @@ def test_reads_as_request(instruction, is_request):
 def test_well_formed_share():
     assert well_formed_share([]) is None
     assert well_formed_share(["How?", "Write a poem.", "Some text.", "Nothing here"]) == 0.5
+
+
+def test_report_counts_unwrapped_rules_and_well_formed_shares():
+    from collections import Counter
+
+    from humpback.augment.generate import AugmentReport
+
+    report = AugmentReport(segments=4, candidates=2, unwrapped=Counter(label=1),
+                           instructions=["How do I pin a dependency?", "The package supports Python 3.9."])
+    m = report.metrics()
+    assert m["unwrapped"] == {"lead_in": 0, "label": 1, "answers_question": 0, "quotes": 0}
+    assert m["well_formed"] == 0.5 and m["well_formed_of_segments"] == 0.25  # drops count against it
+    empty = AugmentReport().metrics()
+    assert empty["well_formed"] is None and empty["well_formed_of_segments"] is None

@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from humpback.augment.config import AugmentConfig
-from humpback.augment.form import well_formed_share
-from humpback.augment.hygiene import DROP_REASONS, UNWRAP_RULES, clean_instruction, hygiene_problem
+from humpback.augment.form import reads_as_request
+from humpback.augment.hygiene import DROP_REASONS, UNWRAP_NAMES, clean_instruction, hygiene_problem
 from humpback.core.cluster import Job
 from humpback.core.config import RayConfig
 from humpback.core.shards import SEGMENT_SCHEMA
@@ -47,7 +47,7 @@ class AugmentReport:
     segments: int = 0
     candidates: int = 0
     dropped: Counter = field(default_factory=Counter)  # generations left out, by DROP_REASONS
-    unwrapped: Counter = field(default_factory=Counter)  # generations unwrapped, by UNWRAP_RULES
+    unwrapped: Counter = field(default_factory=Counter)  # generations unwrapped, by UNWRAP_NAMES
     truncated: int = 0
     shards_total: int = 0
     shards_generated: int = 0
@@ -63,19 +63,18 @@ class AugmentReport:
         """What the data determines: the same inputs give the same metrics file, however the run went."""
         from humpback.core.stats import length_stats
 
+        well = sum(map(reads_as_request, self.instructions))
         return {
             "segments": self.segments,
             "candidates": self.candidates,
             "dropped": {reason: self.dropped.get(reason, 0) for reason in DROP_REASONS},
-            "unwrapped": {rule: self.unwrapped.get(rule, 0) for rule in UNWRAP_RULES},
+            "unwrapped": {rule: self.unwrapped.get(rule, 0) for rule in UNWRAP_NAMES},
             "truncated_generations": self.truncated,
             "shards": self.shards_total,
             "instruction_chars": length_stats([len(t) for t in self.instructions]),
             # candidates that read as requests (augment/form.py): of the candidates, and of all segments
-            "well_formed": well_formed_share(self.instructions),
-            "well_formed_of_segments": (round(well * len(self.instructions) / self.segments, 4)
-                                        if (well := well_formed_share(self.instructions)) is not None
-                                        and self.segments else None),
+            "well_formed": round(well / len(self.instructions), 4) if self.instructions else None,
+            "well_formed_of_segments": round(well / self.segments, 4) if self.segments else None,
         }
 
     def run_stats(self) -> dict:

@@ -17,7 +17,7 @@ _WORD = re.compile(r"\w+")
 
 DROP_REASONS = ("empty", "echoes_prompt", "copies_segment", "copies_opening", "describes_text", "continues_text",
                 "text_label", "list_fragment", "symbol_noise")
-UNWRAP_RULES = tuple(name for name, _, _ in form.UNWRAP_RULES)
+UNWRAP_NAMES = tuple(name for name, _, _ in form.UNWRAP_RULES)
 
 
 def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
