@@ -101,14 +101,14 @@ def noop_repro_seconds(runs: int = 3) -> float | None:
 
 def incremental_augment(model: Path, corpus: Path, work: Path, new_tokens: int) -> dict:
     from humpback.augment.generate import augment
-    from humpback.core.keys import dir_digest
+    from humpback.core.keys import path_md5
     from humpback.models.engine import EngineSpec
     from humpback.params import load_config
     from humpback.prompts import read_template
 
     cfg = load_config(ROOT / "params.yaml")
     gen = cfg.augment.generation.model_copy(update={"max_new_tokens": new_tokens})
-    spec, template, digest = EngineSpec(model, gen, cfg.vllm), read_template("backward"), dir_digest(model)
+    spec, template, digest = EngineSpec(model, gen, cfg.vllm), read_template("backward"), path_md5(model)
     shards = sorted(corpus.glob("part-*.parquet"))
     if len(shards) < 2:
         raise click.ClickException(f"{corpus}: need at least two corpus shards (run `dvc repro corpus`)")

@@ -28,7 +28,7 @@ from humpback.augment.config import AugmentConfig
 from humpback.augment.generate import augment
 from humpback.core.config import RayConfig
 from humpback.core.files import write_json
-from humpback.core.keys import dir_digest
+from humpback.core.keys import path_md5
 from humpback.models.config import VLLMConfig
 from humpback.models.engine import EngineSpec
 from humpback.prompts import read_template
@@ -49,7 +49,7 @@ def main(params_path, model, corpus, out, metrics_path, progress):
     cfg = load_params(params_path, augment=AugmentConfig, prompts=PromptsConfig, vllm=VLLMConfig, ray=RayConfig)
     g = cfg.augment.generation
     template = read_template("backward", cfg.prompts.backward)
-    digest = dir_digest(model)
+    digest = path_md5(model)
     with stage_run(cfg, "augment", role="augment", inputs=[model, corpus], outputs=[out],
                             sections=["augment", "prompts.backward"], tags={"humpback.backward_model": digest}) as run:
         spec = EngineSpec(model, g, cfg.vllm)

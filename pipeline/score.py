@@ -23,7 +23,7 @@ import click
 from _common import load_params, params_option, run_stage
 from humpback.core.config import RayConfig
 from humpback.core.files import write_json
-from humpback.core.keys import dir_digest
+from humpback.core.keys import path_md5
 from humpback.curate.config import CurateConfig
 from humpback.curate.score import score_candidates
 from humpback.models.config import VLLMConfig
@@ -51,7 +51,7 @@ def main(params_path, iteration, curator, candidates, out, metrics_path, progres
                             outputs=[out], iteration=iteration, tags={"humpback.curator": curator},
                             sections=["curate.scorer", "curate.template", "curate.generation", "curate.batch_size",
                                       "curate.negatives", "curate.sample_seed"]) as run:
-        report = score_candidates(candidates, out, iteration, spec, cfg, template, dir_digest(curator),
+        report = score_candidates(candidates, out, iteration, spec, cfg, template, path_md5(curator),
                                   progress=progress, ray=params.ray)
         metrics = {"iteration": iteration, "curator": curator, "scorer": cfg.scorer, **report.metrics()}
         run.finish(metrics | report.run_stats(), engine=spec, ran_on=report.ran_on,

@@ -27,7 +27,7 @@ from humpback.augment.config import AugmentConfig
 from humpback.augment.generate import augment
 from humpback.core.cluster import pool_size, ray_address, run_units
 from humpback.core.config import RayConfig
-from humpback.core.keys import dir_digest
+from humpback.core.keys import path_md5
 from humpback.core.shards import SEGMENT_SCHEMA, ShardWriter, shard_files
 from humpback.curate.config import CurateConfig
 from humpback.curate.score import score_candidates
@@ -203,7 +203,7 @@ def test_the_augment_stage_on_the_cluster_named_by_RAY_ADDRESS_loses_a_worker_an
     computes only the missing ones, on the cluster, and the shards equal the serial run's."""
     corpus = _corpus(tmp_path / "corpus", 12)  # 6 shards
     serial = tmp_path / "serial"
-    _augment(corpus, serial, tiny_model_dir, digest=dir_digest(tiny_model_dir))  # as the stage keys it
+    _augment(corpus, serial, tiny_model_dir, digest=path_md5(tiny_model_dir))  # as the stage keys it
     env = {**os.environ, "RAY_ADDRESS": ray_head, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
     root = Path(__file__).parents[2]
 

@@ -81,6 +81,12 @@ def test_repro_builds_every_stage(repo):
 
     lock = yaml.safe_load((dest / "dvc.lock").read_text())
     assert set(lock["stages"]) == set(ALL_STAGES)
+    # generated rows are keyed by the md5 DVC recorded for the model that made them (not a hash of our own)
+    outs = {o["path"]: o["md5"].removesuffix(".dir") for st in lock["stages"].values() for o in st.get("outs", [])}
+    assert {pq.read_table(c)["backward_model"][0].as_py() for c in cands} == {outs["models/backward"]}
+    for i, curator in ((1, "models/m0"), (2, "models/m1")):
+        scored = sorted((dest / f"data/scores/iter{i}").glob("part-*.parquet"))
+        assert {pq.read_table(s)["curator"][0].as_py() for s in scored} == {outs[curator]}
     # iteration 2 is curated by M1, which trained on iteration 1's selection
     assert any(d["path"] == "models/m1" for d in lock["stages"]["score@2"]["deps"])
     assert any(d["path"] == "data/curated/iter1" for d in lock["stages"]["train@1"]["deps"])

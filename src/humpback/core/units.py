@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 from humpback.core.cluster import Job, Unit, run_units
 from humpback.core.config import RayConfig
 from humpback.core.files import atomic_write
-from humpback.core.keys import content_key, file_digest
+from humpback.core.keys import content_key, path_md5
 from humpback.core.shards import shard_files, write_table_atomic
 
 STATS_KEY = b"humpback.stats"
@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 
 
 def shard_key(input_shard: Path, settings: dict) -> str:
-    return content_key({"shard": file_digest(input_shard), **settings}, length=12)
+    return content_key({"shard": path_md5(input_shard), **settings}, length=12)
 
 
 def key_seed(key: str) -> int:

@@ -7,7 +7,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from humpback.core.keys import dir_digest
+from humpback.core.keys import path_md5
 from humpback.tracking.config import MlflowConfig
 from humpback.tracking.lineage import base_tags, dvc_out_hashes, log_params, parent_run_id
 from humpback.tracking.store import setup
@@ -125,7 +125,7 @@ def stage_run(cfg, run_name: str, *, role: str, inputs=(), outputs=(), sections=
             yield StageRun(run.info.run_id, parent, model, prefix)
             for out in outputs:
                 if Path(out).exists():
-                    mlflow.set_tag(f"humpback.output_digest.{out}", dir_digest(out))
+                    mlflow.set_tag(f"humpback.output_digest.{out}", path_md5(out))
     except BaseException:
         client.set_terminated(parent, "FAILED")
         raise
@@ -152,7 +152,7 @@ def model_run_id(client, name: str, model_dir: str | Path) -> str | None:
     runs = client.search_runs(
         [mlflow.active_run().info.experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
         filter_string=f"tags.`humpback.model` = '{name}' "
-                      f"and tags.`humpback.output_digest.{model_dir}` = '{dir_digest(model_dir)}'")
+                      f"and tags.`humpback.output_digest.{model_dir}` = '{path_md5(model_dir)}'")
     return runs[0].info.run_id if runs else None
 
 
@@ -165,6 +165,6 @@ def log_datasets(datasets: dict[str, tuple[str, list[dict]]], context: str = "tr
     hashes = dvc_out_hashes([path for path, _ in datasets.values()])
     for name, (path, rows) in datasets.items():
         frame = pd.DataFrame(rows, columns=["instruction", "response"])
-        digest = (hashes.get(path) or dir_digest(path))[:36]
+        digest = (hashes.get(path) or path_md5(path))[:36]
         mlflow.log_input(mlflow.data.from_pandas(frame, source=path, name=name, digest=digest), context=context)
         mlflow.set_tag(f"humpback.data.{name}", f"{path} rows={len(rows)} md5={hashes.get(path, 'n/a')}")

@@ -20,7 +20,7 @@ import torch
 from accelerate.utils import DistributedType
 from transformers import TrainerCallback
 
-from humpback.core.keys import content_key, dir_digest
+from humpback.core.keys import content_key, path_md5
 from humpback.models.device import use_bf16
 from humpback.models.loading import save_checkpoint
 from humpback.prompts import backward_messages, forward_messages
@@ -94,7 +94,7 @@ def run_key(base_dir: str | Path, examples: list[dict], cfg: TrainConfig) -> str
 
     recipe = cfg.model_dump(exclude={"checkpoint_dir", "logging_steps"})
     recipe["distributed"] = {"world_size": cfg.distributed.world_size, "strategy": cfg.distributed.strategy}
-    return content_key(dir_digest(base_dir), json.dumps(examples, sort_keys=True, ensure_ascii=False), recipe,
+    return content_key(path_md5(base_dir), json.dumps(examples, sort_keys=True, ensure_ascii=False), recipe,
                        f"{torch.__version__} {transformers.__version__} {trl.__version__}", length=12)
 
 

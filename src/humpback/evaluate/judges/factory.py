@@ -19,9 +19,9 @@ def judge_identity(cfg: JudgeConfig, template: str, vllm: VLLMConfig | None = No
         return {"kind": "alpaca_eval", "annotator": cfg.alpaca_eval.annotator, "model": cfg.alpaca_eval.model,
                 "base_url": cfg.openai.base_url}
     if cfg.kind != "openai":
-        from humpback.core.keys import dir_digest
+        from humpback.core.keys import path_md5
 
-        return {"kind": cfg.kind, "model": dir_digest(cfg.model), "template": template, "prefix": LocalJudge.PREFIX,
+        return {"kind": cfg.kind, "model": path_md5(cfg.model), "template": template, "prefix": LocalJudge.PREFIX,
                 "max_input_tokens": cfg.max_input_tokens, **local_spec(cfg, vllm).identity()}
     o = cfg.openai
     return {"kind": "openai", "base_url": o.base_url, "model": o.model, "template": template,
