@@ -131,6 +131,15 @@ def test_lora_is_merged_into_plain_weights(tiny_model_dir, tmp_path):
     assert keys and not any("lora" in k for k in keys)
 
 
+def test_lora_takes_peft_fields_as_they_are(tiny_model_dir, tmp_path):
+    cfg = TrainConfig(method="lora", max_steps=1, lora={"r": 4, "use_rslora": True}, **FAST)
+    assert cfg.lora == {"r": 4, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": "all-linear",
+                        "use_rslora": True}  # the keys left out keep the project's defaults
+    trainer = build_trainer(tiny_model_dir, forward_examples(PAIRS, None, PromptsConfig()), cfg, tmp_path, progress=False)
+    peft_cfg = trainer.model.peft_config["default"]
+    assert peft_cfg.r == 4 and peft_cfg.use_rslora and peft_cfg.lora_alpha == 32
+
+
 def test_bad_micro_batch(tiny_model_dir, tmp_path):
     with pytest.raises(ValueError, match="micro_batch_size"):
         build_trainer(tiny_model_dir, forward_examples(PAIRS, None, PromptsConfig()),
@@ -153,6 +162,21 @@ def test_sft_keys_are_checked_against_the_installed_trl(tmp_path, sft, message):
 
     params = yaml.safe_load((Path(__file__).parents[2] / "params.yaml").read_text())
     params["train"]["sft"] = sft
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(tmp_path / "p.yaml")
+
+
+@pytest.mark.parametrize("lora, message", [
+    ({"alpha": 16}, "lora.alpha is not a field of LoraConfig in the installed peft"),
+    ({"alpha": 16}, "peft calls it lora_alpha"),
+    ({"task_type": "SEQ_CLS"}, "lora.task_type is set by the stage"),
+])
+def test_lora_keys_are_checked_against_the_installed_peft(tmp_path, lora, message):
+    import yaml
+
+    params = yaml.safe_load((Path(__file__).parents[2] / "params.yaml").read_text())
+    params["train"]["lora"] = lora
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(tmp_path / "p.yaml")

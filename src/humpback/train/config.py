@@ -9,11 +9,19 @@ from pydantic import Field, field_validator, model_validator
 from humpback.core.config import Fraction, NonNegInt, PositiveInt, Section
 
 
-class LoraSpec(Section):
-    r: PositiveInt = 16
-    alpha: PositiveInt = 32
-    dropout: Fraction = 0.05
-    target_modules: str | list[str] = "all-linear"
+# LoRA: peft's LoraConfig fields as they are (r, lora_alpha, lora_dropout, target_modules, use_rslora,
+# use_dora, ...); the stage sets task_type. Keys left out take these defaults, then peft's own.
+LORA_DEFAULTS = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": "all-linear"}
+OWNED_LORA_FIELDS = {"task_type": "the stage (CAUSAL_LM)"}
+
+
+def lora_fields() -> set[str]:
+    """The fields of the installed peft's LoraConfig (imported only when train.lora is checked)."""
+    import dataclasses
+
+    from peft import LoraConfig
+
+    return {f.name for f in dataclasses.fields(LoraConfig) if f.init}
 
 
 class DistributedConfig(Section):
@@ -90,7 +98,8 @@ class TrainConfig(Section):
     save_dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
     seed: int = 0
     logging_steps: PositiveInt = 1
-    lora: LoraSpec = LoraSpec()
+    # peft's LoraConfig fields, used when method is lora (see LORA_DEFAULTS): {r: 16, lora_alpha: 32, ...}
+    lora: dict[str, Any] = LORA_DEFAULTS
     # Save a resumable checkpoint (weights, optimiser, scheduler, RNG, data position) every N steps
     # into checkpoint_dir/<model>-<key>; a rerun after a crash resumes from the last complete one.
     # null = no checkpoints (a crash restarts the training).
@@ -114,6 +123,24 @@ class TrainConfig(Section):
             raise ValueError("method lora with distributed.strategy fsdp or deepspeed_zero3 is not supported "
                              "(the adapters are merged on one process); use ddp or deepspeed_zero2")
         return self
+
+    @field_validator("lora")
+    @classmethod
+    def _lora_fields(cls, lora: dict[str, Any]) -> dict[str, Any]:
+        for key in lora:
+            if key in OWNED_LORA_FIELDS:
+                raise ValueError(f"lora.{key} is set by {OWNED_LORA_FIELDS[key]}; remove it from train.lora")
+        if set(lora) <= set(LORA_DEFAULTS):  # the common case: no need to import peft to know them
+            return {**LORA_DEFAULTS, **lora}
+        unknown = sorted(set(lora) - lora_fields())
+        if unknown:
+            import peft
+
+            hint = {"alpha": " (peft calls it lora_alpha)", "dropout": " (peft calls it lora_dropout)"}
+            raise ValueError(f"lora.{unknown[0]} is not a field of LoraConfig in the installed peft "
+                             f"{peft.__version__}{hint.get(unknown[0], '')} "
+                             "(see https://huggingface.co/docs/peft/package_reference/lora)")
+        return {**LORA_DEFAULTS, **lora}
 
     @field_validator("sft")
     @classmethod

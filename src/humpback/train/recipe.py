@@ -159,8 +159,7 @@ def build_trainer(base_dir: str | Path, examples: list[dict], cfg: TrainConfig, 
     if cfg.method == "lora":
         from peft import LoraConfig
 
-        peft_config = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                                 target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
+        peft_config = LoraConfig(**cfg.lora, task_type="CAUSAL_LM")
     args = SFTConfig(
         output_dir=str(work_dir),
         per_device_train_batch_size=micro,
