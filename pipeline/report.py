@@ -9,7 +9,8 @@ check's ROC AUC: `curator_auc` per iteration), metrics/curate/iter<i>.json and i
 and metrics/scaling.json. Writes plots/win_rate.png (win rate ± s.e. and LC
 win rate per model), plots/heldout_nll.png (held-out NLL per token of the base model, M_yx and M0..Mn),
 plots/scores.png (score histogram per curator), plots/kept_by_threshold.png (|A_k| per threshold and
-iteration), plots/scaling.png (when the scaling stage ran), metrics/report.json and
+iteration), plots/scaling.png (when the scaling stage ran), plots/curated_pairs.md (the best and the
+worst curated pairs of each iteration, read from data/curated), metrics/report.json and
 metrics/report/win_rate.csv; logs the plots and numbers to an MLflow "report" run.
 """
 
@@ -21,8 +22,9 @@ import click
 
 from _common import load_params, params_option, run_stage
 from humpback.core.config import ITERATIONS
-from humpback.core.files import write_json
+from humpback.core.files import atomic_write, write_json
 from humpback.evaluate.config import EvaluateConfig
+from humpback.report.pairs import pairs_markdown, read_curated
 from humpback.report.plots import write_report
 from humpback.report.summary import win_rate_rows
 from humpback.tracking.stage import stage_run
@@ -34,11 +36,17 @@ log = logging.getLogger("humpback.report")
 @params_option
 @click.option("--metrics-dir", default="metrics", show_default=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--plots", "plots_dir", default="plots", show_default=True, type=click.Path(file_okay=False))
+@click.option("--curated", "curated_dir", default="data/curated", show_default=True, type=click.Path(file_okay=False),
+              help="The curated sets, for the best and worst pairs of each iteration.")
 @click.option("--out", default="metrics/report.json", show_default=True)
-def main(params_path, metrics_dir, plots_dir, out):
+def main(params_path, metrics_dir, plots_dir, curated_dir, out):
     cfg = load_params(params_path, evaluate=EvaluateConfig, iterations=ITERATIONS)
     iterations = sorted(cfg.iterations)
     summary, plots = write_report(metrics_dir, plots_dir, cfg.evaluate.models, iterations)
+    pairs = Path(plots_dir) / "curated_pairs.md"
+    with atomic_write(pairs) as tmp:
+        tmp.write_text(pairs_markdown(read_curated(curated_dir, iterations)), encoding="utf-8")
+    plots.append(pairs)
     write_json(out, summary)
     rows_path = Path(metrics_dir) / "report" / "win_rate.csv"
     rows_path.parent.mkdir(parents=True, exist_ok=True)

@@ -40,14 +40,16 @@ import click
 from _common import load_params, params_option, run_stage
 from humpback.core.config import ITERATIONS
 from humpback.core.files import write_json
-from humpback.core.keys import seeded_order
+from humpback.core.keys import path_md5, seeded_order
 from humpback.core.shards import read_table
 from humpback.curate.config import CurateConfig
+from humpback.models.config import ModelConfig
 from humpback.prompts import read_template
 from humpback.prompts.config import PromptsConfig
 from humpback.report.config import ScalingConfig
 from humpback.tracking.stage import stage_run
 from humpback.train.config import TrainConfig
+from humpback.train.card import CardFacts, TrainingData, write_card
 from humpback.train.launch import is_main_process, relaunch_if_distributed
 from humpback.train.likelihood import heldout_nll
 from humpback.train.recipe import backward_examples, forward_examples, train
@@ -73,7 +75,7 @@ HELDOUT_MAX_TOKENS = 2048
               help="Also score the held-out pairs under the base model (M1..Mn skip it: M0 did the same).")
 def main(params_path, role, name, base, seed_data, curated, curator, out, metrics_path, scaling_size, heldout_base):
     cfg = load_params(params_path, train=TrainConfig, prompts=PromptsConfig, curate=CurateConfig,
-                      scaling=ScalingConfig, iterations=ITERATIONS)
+                      scaling=ScalingConfig, iterations=ITERATIONS, model=ModelConfig)
     if scaling_size is not None:
         if curated or role != "forward":
             raise click.UsageError("--scaling-size trains a forward model on the scaling iteration's set: "
@@ -126,12 +128,27 @@ def main(params_path, role, name, base, seed_data, curated, curator, out, metric
             "heldout": _heldout_quality(cfg, held_out, seed_data, base if heldout_base else None,
                                         result.saved or out, name),
         } | ({"scaling": scaling} if scaling else {})
+        data = [("seed", seed_data, seed)] + ([(f"curated/{Path(curated).name}", curated, curated_pairs)] if curated else [])
+        write_card(out, CardFacts(
+            name=name, role=role, base=cfg.model, base_md5=path_md5(base), train=cfg.train, summary=summary,
+            data=[TrainingData(n, str(p), len(rows), path_md5(p)) for n, p, rows in data],
+            prompt=_how_to_prompt(role, cfg.prompts), tags=["scaling"] if scaling else []))
         run.finish(summary, params={"resumed_from_step": result.resumed_from_step} if result.resumed_from_step is not None else None,
                    parent={f"{name}.final_loss": summary["final_loss"], f"{name}.heldout_nll": summary["heldout"].get("nll")})
     write_json(metrics_path or f"metrics/train/{name}.json", summary)
     log.info("trained %s: %d examples, %d steps of %d on %d process(es), final loss %.3f (%s) in %.0fs -> %s",
              name, result.examples, result.steps, result.batch_size, result.processes, result.final_loss,
              result.precision, time.perf_counter() - start, out)
+
+
+def _how_to_prompt(role: str, prompts: PromptsConfig) -> str:
+    if role == "backward":
+        return ("As the user message, the backward template around the text (`{response}`); the reply is "
+                "the instruction:\n\n```\n" + read_template("backward", prompts.backward).strip() + "\n```")
+    where = "as the system message" if prompts.tag_placement == "system" else "after the instruction, in the user message"
+    return (f"The instruction as the user message, with a tag {where}: \"{prompts.seed_tag}\" for answers "
+            f"in the style of the seed data (an AI assistant), \"{prompts.web_tag}\" for the style of the "
+            "curated web text.")
 
 
 def _scaling_point(cfg, size: int):

@@ -33,7 +33,7 @@ def project(tmp_path, monkeypatch):
     pq.write_table(pa.Table.from_pylist(PAIRS, schema=CURATED_SCHEMA), tmp_path / "data/curated/iter1/curated.parquet")
     (tmp_path / "data/raw").mkdir()
     pq.write_table(pa.Table.from_pylist(DOCS, schema=RAW_SCHEMA), tmp_path / "data/raw/part-00000.parquet")
-    for rel, obj in {"metrics/curate/iter1.json": {"pairs": 9, "kept": 5, "kept_share": 0.5556},
+    for rel, obj in {"metrics/curate/iter1.json": {"pairs": 9, "kept": 5, "kept_share": 0.5556, "well_formed": 0.8},
                      "metrics/score/iter1.json": {"curator_check": {"auc": 0.61}}}.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(json.dumps(obj))
@@ -64,7 +64,8 @@ def test_export_writes_a_dataset_that_datasets_loads_with_a_card_of_its_provenan
     assert meta["licenses"] == {"MIT": 4, "Apache-2.0": 1}  # per pair: tool0, tool1 (MIT) and tool2
     assert meta["sources"] == {"python_packages": 5}
     assert meta["recipe"]["threshold"] == yaml.safe_load((project / "params.yaml").read_text())["curate"]["threshold"]
-    assert meta["recipe"]["curator"] == "m0" and meta["curator_auc"] == 0.61
+    assert meta["recipe"]["curator"] == "m0" and meta["curator_auc"] == 0.61 and meta["well_formed"] == 0.8
+    assert "| instructions that read as a request (well-formed share) | 0.8 |" in card.text
     assert meta["dvc_md5"]["data/curated/iter1"] == "abc.dir" and meta["dvc_md5"]["models/m0"] == "m0hash.dir"
     assert "| pairs | 5 (of 9 candidates) |" in card.text and "MIT (4)" in card.text
 

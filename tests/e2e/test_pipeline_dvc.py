@@ -69,6 +69,12 @@ def test_repro_builds_every_stage(repo):
         assert AutoModelForCausalLM.from_pretrained(dest / "models" / name).config.num_hidden_layers == 2
         assert json.loads((dest / f"metrics/train/{name}.json").read_text())["steps"] == 2
     assert not any((dest / ".humpback/train").iterdir()), "checkpoints outlived their saved models"
+    from huggingface_hub import ModelCard
+
+    for name in TRAIN_MODELS:  # every trained model folder is complete for an upload: it has its card
+        card = ModelCard.load(dest / "models" / name / "README.md")
+        assert card.data.model_name == name and "humpback" in card.data.tags
+        assert "data/seed" in card.text and "Held-out likelihood" in card.text
 
     for i in (1, 2):
         scores = json.loads((dest / f"metrics/score/iter{i}.json").read_text())

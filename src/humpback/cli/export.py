@@ -5,7 +5,8 @@ expected_score, url, id) and a ``README.md`` dataset card whose YAML metadata ``
 Hub read: the split's file, size category, task, and under ``humpback`` what made the data: the
 curation recipe (scorer, threshold, iteration, curator), the licences and sources of the documents
 the responses were cut from (joined from the raw node by URL), the DVC md5 of every model and data
-node involved (from dvc.lock), the git commit, and the curator check's ROC AUC. So the set can leave
+node involved (from dvc.lock), the git commit, the curator check's ROC AUC and the well-formed
+share of the instructions. So the set can leave
 the repository the way the field shares data, and anyone can trace it back to the pipeline run.
 """
 
@@ -160,6 +161,8 @@ def dataset_metadata(iteration: int, root: Path, rows: int, urls: list[str | Non
                    "threshold": c.threshold, "use_expected_score": c.use_expected_score, "curator": curator,
                    "candidates": selected.get("pairs"), "kept_share": selected.get("kept_share")},
         "curator_auc": (scored.get("curator_check") or {}).get("auc"),
+        # the share of kept pairs whose instruction reads as a request (augment/form.py)
+        "well_formed": selected.get("well_formed"),
         **provenance(urls, root / "data/raw"),
         "dvc_md5": {node: hashes.get(node) for node in nodes},
         "git_commit": git_commit(root),
@@ -179,6 +182,7 @@ kept. The responses are human-written text; the instructions are generated.
 | pairs | {pairs} (of {candidates} candidates) |
 | curation | iteration {iteration}, curator `{curator}`, threshold {threshold} |
 | curator check (ROC AUC, real against broken pairs; 0.5 = chance) | {auc} |
+| instructions that read as a request (well-formed share) | {well_formed} |
 | sources | {sources} |
 | licences of the source documents | {licenses} |
 | git commit | `{commit}` |
@@ -228,7 +232,7 @@ def export_dataset(iteration: int, out: str | Path, root: str | Path = ".", repo
     text = CARD.format(
         title=data.pretty_name, threshold=r["threshold"], scorer=r["scorer"],
         pairs=meta["pairs"], candidates=r["candidates"], iteration=iteration, curator=r["curator"],
-        auc=meta["curator_auc"], sources=", ".join(f"{k} ({v})" for k, v in meta["sources"].items()) or "none",
+        auc=meta["curator_auc"], well_formed=meta["well_formed"], sources=", ".join(f"{k} ({v})" for k, v in meta["sources"].items()) or "none",
         licenses=", ".join(f"{k} ({v})" for k, v in meta["licenses"].items()) or "none", commit=meta["git_commit"],
         load_from=repo_id or str(out))
     card = DatasetCard(f"---\n{data.to_yaml()}\n---\n{text}")

@@ -10,17 +10,22 @@ import click
 @click.command("metrics")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False))
 @click.option("--match", default="", help="Only keys containing this text.")
-def metrics_cmd(paths: tuple[str, ...], match: str) -> None:
-    """Print metrics files one key per line (easier to read than a wide `dvc metrics show`).
+@click.option("--pairs", "n_pairs", type=click.IntRange(min=0), default=3, show_default=True,
+              help="After every metric (no PATHS, no --match): the best and the worst N curated pairs of each "
+                   "iteration, from data/curated (0: none).")
+def metrics_cmd(paths: tuple[str, ...], match: str, n_pairs: int) -> None:
+    """Print metrics files one key per line (easier to read than a wide `dvc metrics show`), then
+    the best and the worst curated pairs of each iteration (what the numbers are about).
 
     A win rate whose judge fails the reliability bar (order agreement, position bias, unparsed
     verdicts; README, "Judge reliability") is marked, with the reasons.
 
     \b
     Example:
-      humpback metrics                      # every metrics/*.json
+      humpback metrics                      # every metrics/*.json, then the curated pairs
       humpback metrics metrics/corpus.json
       humpback metrics --match response_chars
+      humpback metrics --pairs 10
     """
     import json
 
@@ -47,6 +52,12 @@ def metrics_cmd(paths: tuple[str, ...], match: str) -> None:
                                         f"{missing['pairs']} without a verdict accepted (evaluate.max_failed_share "
                                         f"{missing['max_failed_share']})", fg="yellow")
                 click.echo(f"  {key:<44} {value}{mark}")
+    if n_pairs and not paths and not match:
+        from humpback.report.pairs import pairs_markdown, read_curated
+
+        iterations = sorted(int(p.name[4:]) for p in Path("data/curated").glob("iter*") if p.name[4:].isdigit())
+        if curated := read_curated("data/curated", iterations):
+            click.echo("\n" + pairs_markdown(curated, n_pairs))
 
 
 WIN_RATE_KEYS = ("win_rate", "discrete_win_rate", "length_controlled_winrate")
