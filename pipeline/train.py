@@ -48,7 +48,7 @@ from humpback.prompts import read_template
 from humpback.prompts.config import PromptsConfig
 from humpback.report.config import ScalingConfig
 from humpback.tracking.stage import stage_run
-from humpback.train.config import TrainConfig
+from humpback.train.config import TRAIN_BACKWARD, TrainConfig, backward_recipe
 from humpback.train.card import CardFacts, TrainingData, write_card
 from humpback.train.launch import is_main_process, relaunch_if_distributed
 from humpback.train.likelihood import heldout_nll
@@ -75,14 +75,16 @@ HELDOUT_MAX_TOKENS = 2048
               help="Also score the held-out pairs under the base model (M1..Mn skip it: M0 did the same).")
 def main(params_path, role, name, base, seed_data, curated, curator, out, metrics_path, scaling_size, heldout_base):
     cfg = load_params(params_path, train=TrainConfig, prompts=PromptsConfig, curate=CurateConfig,
-                      scaling=ScalingConfig, iterations=ITERATIONS, model=ModelConfig)
+                      scaling=ScalingConfig, iterations=ITERATIONS, model=ModelConfig, train_backward=TRAIN_BACKWARD)
     if scaling_size is not None:
         if curated or role != "forward":
             raise click.UsageError("--scaling-size trains a forward model on the scaling iteration's set: "
                                    "drop --curated and use --role forward")
         cfg, curated, curator = _scaling_point(cfg, scaling_size)
+    # M_yx's own recipe: train with the fields train_backward sets (the run's params stay as written)
+    recipe = backward_recipe(cfg.train, cfg.train_backward) if role == "backward" else cfg.train
     try:
-        relaunch_if_distributed(cfg.train, __file__, sys.argv[1:])
+        relaunch_if_distributed(recipe, __file__, sys.argv[1:])
     except (RuntimeError, FileNotFoundError) as exc:  # a launch that cannot work here: one line, no traceback
         raise click.ClickException(str(exc)) from None
     main_process = is_main_process()
@@ -110,14 +112,14 @@ def main(params_path, role, name, base, seed_data, curated, curator, out, metric
     # one MLflow run per model, opened by the main process only
     with stage_run(cfg, f"train {name}", role=role, model=(name, out), outputs=[out], prefix="humpback.",
                             inputs=[base, seed_data] + ([curated] if curated else []),
-                            sections=["train", "prompts"] + (["curate.threshold", "curate.scorer"] if curated else [])
+                            sections=["train", "prompts"] + (["train_backward"] if role == "backward" else []) + (["curate.threshold", "curate.scorer"] if curated else [])
                             + (["scaling", "curate.sample_seed", "iterations"] if scaling_size else []),
                             tags=({"humpback.curator": curator or "unknown", "humpback.curated_data": curated} if curated else {})
                             | ({"humpback.scaling_size": str(scaling_size)} if scaling_size else {}),
                             datasets={"seed": (seed_data, seed)} | ({f"curated/{Path(curated).name}": (curated, curated_pairs)}
                                                                     if curated else {}),
                             active=main_process) as run:
-        result = train(base, examples, cfg.train, out, report_to_mlflow=main_process, name=name)
+        result = train(base, examples, recipe, out, report_to_mlflow=main_process, name=name)
         if not main_process:
             return
         summary = {
@@ -130,7 +132,7 @@ def main(params_path, role, name, base, seed_data, curated, curator, out, metric
         } | ({"scaling": scaling} if scaling else {})
         data = [("seed", seed_data, seed)] + ([(f"curated/{Path(curated).name}", curated, curated_pairs)] if curated else [])
         write_card(out, CardFacts(
-            name=name, role=role, base=cfg.model, base_md5=path_md5(base), train=cfg.train, summary=summary,
+            name=name, role=role, base=cfg.model, base_md5=path_md5(base), train=recipe, summary=summary,
             data=[TrainingData(n, str(p), len(rows), path_md5(p)) for n, p, rows in data],
             prompt=_how_to_prompt(role, cfg.prompts), tags=["scaling"] if scaling else []))
         run.finish(summary, params={"resumed_from_step": result.resumed_from_step} if result.resumed_from_step is not None else None,

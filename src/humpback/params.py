@@ -8,6 +8,7 @@ is for the whole-file check every stage runs first (a typo anywhere fails before
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import ConfigDict, model_validator
 
@@ -20,7 +21,7 @@ from humpback.models.config import ModelConfig, VLLMConfig
 from humpback.prompts.config import PromptsConfig
 from humpback.report.config import ScalingConfig
 from humpback.tracking.config import MlflowConfig
-from humpback.train.config import TrainConfig
+from humpback.train.config import TRAIN_BACKWARD_DEMO, TrainConfig, backward_recipe
 
 
 class Config(Loaded):
@@ -32,6 +33,7 @@ class Config(Loaded):
     corpus: CorpusConfig = CorpusConfig()
     prompts: PromptsConfig = PromptsConfig()
     train: TrainConfig = TrainConfig()
+    train_backward: dict[str, Any] = TRAIN_BACKWARD_DEMO
     augment: AugmentConfig = AugmentConfig()
     curate: CurateConfig = CurateConfig()
     iterations: Iterations = ITERATIONS[1]
@@ -55,6 +57,7 @@ class Config(Loaded):
         if unknown:
             raise ValueError(f"evaluate.models: {unknown} are not trained by this pipeline (iterations give "
                              f"{sorted(known)}); add the iteration or drop the model")
+        backward_recipe(self.train, self.train_backward)  # M_yx's recipe is valid too
         if self.scaling.iteration is not None and self.scaling.iteration not in self.iterations:
             raise ValueError(f"scaling.iteration {self.scaling.iteration} is not in iterations {keys}")
         return self

@@ -412,3 +412,26 @@ def test_weights_load_in_bf16_only_where_deepspeed_keeps_the_fp32_master_copy():
     assert load_dtype(TrainConfig(precision="fp32", distributed=zero3)) == torch.float32
     assert load_dtype(TrainConfig(precision="bf16", distributed={"processes": 2, "strategy": "fsdp"})) == torch.float32
     assert load_dtype(TrainConfig(precision="bf16")) == torch.float32  # one process: autocast over fp32 weights
+
+
+def test_the_backward_model_takes_train_with_the_keys_train_backward_sets():
+    from humpback.train.config import backward_recipe
+
+    train = TrainConfig(max_steps=1, learning_rate=5e-5, final_learning_rate=4.5e-5, max_length=320)
+    recipe = backward_recipe(train, {"max_steps": 8, "learning_rate": 2e-4, "final_learning_rate": 2e-5})
+    assert (recipe.max_steps, recipe.learning_rate, recipe.final_learning_rate) == (8, 2e-4, 2e-5)
+    assert recipe.max_length == 320 and backward_recipe(train, {}) is train  # the rest is train's
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"max_step": 8}, "train_backward.max_step is not a key of the train section"),
+    ({"learning_rate": 1e-5, "final_learning_rate": 2e-5}, "final_learning_rate must not exceed learning_rate"),
+])
+def test_train_backward_is_checked_with_the_whole_file(tmp_path, overrides, message):
+    import yaml
+
+    params = yaml.safe_load((Path(__file__).parents[2] / "params.yaml").read_text())
+    params["train_backward"] = overrides
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(tmp_path / "p.yaml")

@@ -158,3 +158,24 @@ class TrainConfig(Section):
             raise ValueError(f"sft.{unknown[0]} is not a field of SFTConfig in the installed trl "
                              f"{trl.__version__} (see https://huggingface.co/docs/trl/sft_trainer)")
         return sft
+
+
+# The top-level section `train_backward`: fields of `train` that differ for the backward model M_yx
+# alone, as a (type, default) for load_sections. The forward models never read it, so an edit to it
+# reruns train_backward only. Demo: M_yx is what makes the data, so it gets the training budget (8
+# steps at a larger rate write well-formed instructions for most segments; one step writes mostly
+# talk about the text), while the forward models, whose quality the demo cannot show, take one step.
+# The paper trains every model with one recipe (paper profile: train's values).
+TRAIN_BACKWARD_DEMO = {"max_steps": 8, "learning_rate": 2.0e-4, "final_learning_rate": 2.0e-5}
+TRAIN_BACKWARD = (dict[str, Any], TRAIN_BACKWARD_DEMO)
+
+
+def backward_recipe(train: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """The recipe of M_yx: ``train`` with the fields ``train_backward`` sets, validated as a whole."""
+    if not overrides:
+        return train
+    unknown = sorted(set(overrides) - set(TrainConfig.model_fields))
+    if unknown:
+        raise ValueError(f"train_backward.{unknown[0]} is not a key of the train section "
+                         f"(it takes train's keys: {', '.join(sorted(TrainConfig.model_fields))})")
+    return TrainConfig.model_validate({**train.model_dump(), **overrides})
