@@ -112,7 +112,7 @@ def main(params_path, role, name, base, seed_data, curated, curator, out, metric
     # one MLflow run per model, opened by the main process only
     with stage_run(cfg, f"train {name}", role=role, model=(name, out), outputs=[out], prefix="humpback.",
                             inputs=[base, seed_data] + ([curated] if curated else []),
-                            sections=["train", "prompts"] + (["train_backward"] if role == "backward" else []) + (["curate.threshold", "curate.scorer"] if curated else [])
+                            sections=["model", "train", "prompts"] + (["train_backward"] if role == "backward" else []) + (["curate.threshold", "curate.scorer"] if curated else [])
                             + (["scaling", "curate.sample_seed", "iterations"] if scaling_size else []),
                             tags=({"humpback.curator": curator or "unknown", "humpback.curated_data": curated} if curated else {})
                             | ({"humpback.scaling_size": str(scaling_size)} if scaling_size else {}),
