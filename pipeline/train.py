@@ -48,8 +48,8 @@ from humpback.prompts import read_template
 from humpback.prompts.config import PromptsConfig
 from humpback.report.config import ScalingConfig
 from humpback.tracking.stage import stage_run
-from humpback.train.config import TRAIN_BACKWARD, TrainConfig, backward_recipe
 from humpback.train.card import CardFacts, TrainingData, write_card
+from humpback.train.config import TRAIN_BACKWARD, TrainConfig, backward_recipe
 from humpback.train.launch import is_main_process, relaunch_if_distributed
 from humpback.train.likelihood import heldout_nll
 from humpback.train.recipe import backward_examples, forward_examples, train

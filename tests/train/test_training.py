@@ -158,13 +158,18 @@ def test_sft_fields_pass_through_to_the_trainer(tiny_model_dir, tmp_path):
     ({"save_steps": 10}, "sft.save_steps is set by train.checkpoint_steps"),
 ])
 def test_sft_keys_are_checked_against_the_installed_trl(tmp_path, sft, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(_params_with(tmp_path, lambda p: p["train"].update(sft=sft)))
+
+
+def _params_with(tmp_path, edit) -> Path:
+    """params.yaml as committed, changed by ``edit`` (a function of the mapping), in tmp_path."""
     import yaml
 
     params = yaml.safe_load((Path(__file__).parents[2] / "params.yaml").read_text())
-    params["train"]["sft"] = sft
+    edit(params)
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
-    with pytest.raises(ConfigError, match=re.escape(message)):
-        load_config(tmp_path / "p.yaml")
+    return tmp_path / "p.yaml"
 
 
 @pytest.mark.parametrize("lora, message", [
@@ -173,13 +178,8 @@ def test_sft_keys_are_checked_against_the_installed_trl(tmp_path, sft, message):
     ({"task_type": "SEQ_CLS"}, "lora.task_type is set by the stage"),
 ])
 def test_lora_keys_are_checked_against_the_installed_peft(tmp_path, lora, message):
-    import yaml
-
-    params = yaml.safe_load((Path(__file__).parents[2] / "params.yaml").read_text())
-    params["train"]["lora"] = lora
-    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(ConfigError, match=re.escape(message)):
-        load_config(tmp_path / "p.yaml")
+        load_config(_params_with(tmp_path, lambda p: p["train"].update(lora=lora)))
 
 
 def _spec(tmp_path, base, cfg: dict, out: str, examples=None) -> Path:
@@ -428,10 +428,5 @@ def test_the_backward_model_takes_train_with_the_keys_train_backward_sets():
     ({"learning_rate": 1e-5, "final_learning_rate": 2e-5}, "final_learning_rate must not exceed learning_rate"),
 ])
 def test_train_backward_is_checked_with_the_whole_file(tmp_path, overrides, message):
-    import yaml
-
-    params = yaml.safe_load((Path(__file__).parents[2] / "params.yaml").read_text())
-    params["train_backward"] = overrides
-    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(ConfigError, match=re.escape(message)):
-        load_config(tmp_path / "p.yaml")
+        load_config(_params_with(tmp_path, lambda p: p.update(train_backward=overrides)))

@@ -8,7 +8,6 @@ from pydantic import Field, field_validator, model_validator
 
 from humpback.core.config import Fraction, NonNegInt, PositiveInt, Section
 
-
 # LoRA: peft's LoraConfig fields as they are (r, lora_alpha, lora_dropout, target_modules, use_rslora,
 # use_dora, ...); the stage sets task_type. Keys left out take these defaults, then peft's own.
 LORA_DEFAULTS = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": "all-linear"}
