@@ -28,6 +28,7 @@ from _machine import cpu_flags, cpu_name, matmul_gflops
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE = re.compile(r"^Running stage '([^']+)'")
+CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 
 
 def timed_lines(cmd: list[str], cwd: Path, env: dict) -> tuple[int, list[tuple[float, str]]]:
@@ -72,7 +73,9 @@ def main(repo, out, keep):
     rows = phases(lines)
     total = lines[-1][0]
     gflops = matmul_gflops("float32")
-    hw = {"cpu": cpu_name(), "cores": os.cpu_count(), "flags": cpu_flags(), "matmul_gflops_fp32": round(gflops, 1)}
+    hw = {"cpu": cpu_name(), "cores": os.cpu_count(), "flags": cpu_flags(), "matmul_gflops_fp32": round(gflops, 1),
+          # torch's kernels capped below what the CPU has (an AVX-512 machine run as an AVX2 one)
+          "kernel_caps": {k: os.environ[k] for k in CAPS if k in os.environ}}
     click.echo(f"\n`make demo` on a fresh clone ({commit}): {hw['cpu']}, {hw['cores']} cores, "
                f"{' '.join(hw['flags']) or 'no AVX2'}, fp32 matmul {gflops:.0f} GFLOP/s\n")
     click.echo("| phase | seconds | share |\n| --- | --- | --- |")

@@ -161,11 +161,12 @@ class TrainConfig(Section):
 
 # The top-level section `train_backward`: fields of `train` that differ for the backward model M_yx
 # alone, as a (type, default) for load_sections. The forward models never read it, so an edit to it
-# reruns train_backward only. Demo: M_yx is what makes the data, so it gets the training budget (8
-# steps at a larger rate write well-formed instructions for most segments; one step writes mostly
-# talk about the text), while the forward models, whose quality the demo cannot show, take one step.
+# reruns train_backward only. Demo: M_yx is what makes the data, so it gets the training budget (6
+# steps at a larger rate write a request for every demo segment; one step writes mostly talk about
+# the text; benchmarks/backward_recipe.py), while the forward models, whose quality the demo cannot
+# show, take one step.
 # The paper trains every model with one recipe (paper profile: train's values).
-TRAIN_BACKWARD_DEMO = {"max_steps": 8, "learning_rate": 2.0e-4, "final_learning_rate": 2.0e-5}
+TRAIN_BACKWARD_DEMO = {"max_steps": 6, "learning_rate": 3.0e-4, "final_learning_rate": 3.0e-5}
 TRAIN_BACKWARD = (dict[str, Any], TRAIN_BACKWARD_DEMO)
 
 
