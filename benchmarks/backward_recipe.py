@@ -32,6 +32,8 @@ RECIPES = {  # name: train_backward
     "5 steps, 4e-4": {"max_steps": 5, "learning_rate": 4.0e-4, "final_learning_rate": 4.0e-5},
     "6 steps, 3e-4": {"max_steps": 6, "learning_rate": 3.0e-4, "final_learning_rate": 3.0e-5},
     "8 steps, 2e-4": {"max_steps": 8, "learning_rate": 2.0e-4, "final_learning_rate": 2.0e-5},
+    "8 steps of 2 examples, 3e-4": {"max_steps": 8, "learning_rate": 3.0e-4, "final_learning_rate": 3.0e-5,
+                                    "small_data_batch_size": 2, "micro_batch_size": 2},
     "LoRA r16, 5 steps, 2e-3": {"method": "lora", "max_steps": 5, "learning_rate": 2.0e-3, "final_learning_rate": 2.0e-4},
 }
 
