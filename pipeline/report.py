@@ -9,9 +9,10 @@ check's ROC AUC: `curator_auc` per iteration), metrics/curate/iter<i>.json and i
 and metrics/scaling.json. Writes plots/win_rate.png (win rate ± s.e. and LC
 win rate per model), plots/heldout_nll.png (held-out NLL per token of the base model, M_yx and M0..Mn),
 plots/scores.png (score histogram per curator), plots/kept_by_threshold.png (|A_k| per threshold and
-iteration), plots/scaling.png (when the scaling stage ran), plots/curated_pairs.md (the best and the
-worst curated pairs of each iteration, read from data/curated), metrics/report.json and
-metrics/report/win_rate.csv; logs the plots and numbers to an MLflow "report" run.
+iteration), plots/scaling.png (when the scaling stage ran), metrics/report.json,
+metrics/report/win_rate.csv and metrics/report/curated_pairs.md (the best and the worst curated pairs
+of each iteration, read from data/curated; Markdown beside the plots, not in plots/, which DVC reads
+as plot data); logs the plots, the pairs and the numbers to an MLflow "report" run.
 """
 
 import csv
@@ -38,15 +39,15 @@ log = logging.getLogger("humpback.report")
 @click.option("--plots", "plots_dir", default="plots", show_default=True, type=click.Path(file_okay=False))
 @click.option("--curated", "curated_dir", default="data/curated", show_default=True, type=click.Path(file_okay=False),
               help="The curated sets, for the best and worst pairs of each iteration.")
+@click.option("--pairs-out", default="metrics/report/curated_pairs.md", show_default=True,
+              help="Where the best and worst curated pairs go (Markdown).")
 @click.option("--out", default="metrics/report.json", show_default=True)
-def main(params_path, metrics_dir, plots_dir, curated_dir, out):
+def main(params_path, metrics_dir, plots_dir, curated_dir, pairs_out, out):
     cfg = load_params(params_path, evaluate=EvaluateConfig, iterations=ITERATIONS)
     iterations = sorted(cfg.iterations)
     summary, plots = write_report(metrics_dir, plots_dir, cfg.evaluate.models, iterations)
-    pairs = Path(plots_dir) / "curated_pairs.md"
-    with atomic_write(pairs) as tmp:
+    with atomic_write(pairs_out) as tmp:
         tmp.write_text(pairs_markdown(read_curated(curated_dir, iterations)), encoding="utf-8")
-    plots.append(pairs)
     write_json(out, summary)
     rows_path = Path(metrics_dir) / "report" / "win_rate.csv"
     rows_path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +58,7 @@ def main(params_path, metrics_dir, plots_dir, curated_dir, out):
     with stage_run(cfg, "report", role="report", outputs=[plots_dir, out], sections=["evaluate.models"]) as run:
         run.finish({k: summary.get(k, {}) for k in ("win_rate", "kept", "curator_auc", "heldout_nll")},
                    tags={f"judge_reliable.{m}": str(ok).lower() for m, ok in summary["judge_reliable"].items()},
-                   artifacts=[out, *((plot, "plots") for plot in plots)])
+                   artifacts=[out, pairs_out, *((plot, "plots") for plot in plots)])
     for model, why in summary["judge_unreliable_because"].items():
         log.warning("report: the win rate of %s is not a measurement, its judge fails the bar: %s", model, why)
     log.info("report: win rates %s (vs %s), kept %s, curator AUC %s; plots: %s", summary["win_rate"],

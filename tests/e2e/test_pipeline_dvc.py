@@ -127,7 +127,10 @@ def test_mlflow_has_one_run_per_trained_model_with_lineage(smoke_build):
         tags = run.data.tags
         assert tags["humpback.role"] == role and tags["dvc.stage"] == stage_of[name]
         assert tags["dvc.input.models/base"] == base_md5 and tags["git.commit"] == head
-        assert run.data.params["learning_rate"] == str(float(yaml.safe_load((dest / "params.yaml").read_text())["train"]["learning_rate"]))
+        params = yaml.safe_load((dest / "params.yaml").read_text())
+        recipe = params["train"] | (params["train_backward"] if role == "backward" else {})  # M_yx: its own keys
+        assert run.data.params["learning_rate"] == str(float(recipe["learning_rate"]))
+        assert run.data.params["train.learning_rate"] == str(params["train"]["learning_rate"])  # the section as written
         assert run.data.params["weight_decay"] == "0.1"
         assert run.data.metrics["humpback.seed_pairs"] > 0 and run.data.metrics["humpback.completion_tokens"] > 0
         assert len(client.get_metric_history(run.info.run_id, "loss")) == 2  # two logged steps in the smoke profile
