@@ -16,6 +16,10 @@ them, and drop the page's navigation, sidebars and footers. Per extractor:
   "This Page") count as navigation, not as headers to keep; titles are compared without the marks
   and Markdown's inline code and emphasis;
 - ``headers_as_lines``: the share found as a line of their own (kept, but with no mark of a header);
+- ``content_kept``: the share of the main content's blocks (Sphinx's ``div[role=main]``: paragraphs,
+  list items, definitions, code; not those that are mostly link text, such as the general index's
+  entries; each by its first 60 characters) found in the output: what the extractor must not drop
+  while it drops the boilerplate;
 - ``pilcrows``: "¶" in the output, summed over the pages;
 - ``pages_with_navigation``: pages whose output holds the navigation's own phrases (Sphinx's
   "Previous topic", "Next topic", "This Page", "Show Source", "Quick search", "Navigation");
@@ -82,7 +86,8 @@ EXTRACTORS = {"today (BeautifulSoup + lxml)": today, "trafilatura (markdown)": t
 
 
 def _norm(text: str) -> str:
-    return " ".join(re.sub(r"[¶#`*\\]", " ", text).split()).lower()
+    text = text.replace("\\", "")  # Markdown's escapes (trafilatura writes \\_ for _)
+    return " ".join(re.sub(r"[¶#`*]", " ", text).split()).lower()
 
 
 def page_titles(html: str) -> list[str]:
@@ -95,12 +100,31 @@ def page_titles(html: str) -> list[str]:
     return [t for t in titles if t]
 
 
-def score(output: str, titles: list[str]) -> dict:
+def page_content(html: str) -> list[str]:
+    """The blocks of a page's main content (Sphinx: ``div[role=main]``): its paragraphs, list items,
+    definitions and code that are not mostly link text, each as its first 60 characters,
+    normalised: what an extractor must keep."""
+    import lxml.html
+
+    tree = lxml.html.fromstring(html)
+    mains = tree.xpath('//div[@role="main"]') or tree.xpath("//body")
+    blocks = []
+    for block in (mains[0].iter("p", "li", "dd", "pre") if mains else []):
+        text = block.text_content()
+        links = sum(len(a.text_content()) for a in block.iter("a"))
+        if len(_norm(text)) >= 20 and links <= len(text) / 2:  # link lists (the index pages) are boilerplate
+            blocks.append(_norm(text)[:60])
+    return blocks
+
+
+def score(output: str, titles: list[str], content: list[str]) -> dict:
+    flat = _norm(output)
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     as_headers = {_norm(m.group(1)) for line in lines if (m := HEADER_LINE.match(line))}
     as_lines = {_norm(line) for line in lines}
     return {"titles": len(titles), "as_headers": sum(t in as_headers for t in titles),
             "as_lines": sum(t in as_lines or t in as_headers for t in titles),
+            "blocks": len(content), "blocks_kept": sum(b in flat for b in content),
             "pilcrows": output.count("¶"), "navigation": any(p in output for p in NAV_PHRASES),
             "chars": len(output)}
 
@@ -115,17 +139,19 @@ def main(pages_dir, limit, out):
     paths = paths[:limit] if limit else paths
     pages = [p.read_text(encoding="utf-8", errors="replace") for p in paths]
     titles = [page_titles(html) for html in pages]
+    content = [page_content(html) for html in pages]
     results = {}
     for name, extract in EXTRACTORS.items():
         extract(pages[0])  # imports and first-call set-up outside the clock
         start = time.perf_counter()
         outputs = [extract(html) for html in pages]
         seconds = time.perf_counter() - start
-        scored = [score(o, t) for o, t in zip(outputs, titles)]
+        scored = [score(o, t, c) for o, t, c in zip(outputs, titles, content)]
         n_titles = sum(s["titles"] for s in scored) or 1
         results[name] = {
             "headers_as_headers": round(sum(s["as_headers"] for s in scored) / n_titles, 3),
             "headers_as_lines": round(sum(s["as_lines"] for s in scored) / n_titles, 3),
+            "content_kept": round(sum(s["blocks_kept"] for s in scored) / (sum(s["blocks"] for s in scored) or 1), 3),
             "pilcrows": sum(s["pilcrows"] for s in scored),
             "pages_with_navigation": sum(s["navigation"] for s in scored),
             "chars": sum(s["chars"] for s in scored),
@@ -133,11 +159,11 @@ def main(pages_dir, limit, out):
         }
     base = next(iter(results.values()))["pages_per_s"]
     click.echo(f"{len(pages)} pages from {pages_dir}, {sum(len(t) for t in titles)} content headers\n")
-    click.echo("| extractor | headers as headers | headers kept as lines | ¶ left | pages with navigation "
+    click.echo("| extractor | headers as headers | headers kept as lines | content kept | ¶ left | pages with navigation "
                "| chars kept | pages/s | speed |")
-    click.echo("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    click.echo("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, r in results.items():
-        click.echo(f"| {name} | {r['headers_as_headers']:.0%} | {r['headers_as_lines']:.0%} | {r['pilcrows']} | "
+        click.echo(f"| {name} | {r['headers_as_headers']:.0%} | {r['headers_as_lines']:.0%} | {r['content_kept']:.0%} | {r['pilcrows']} | "
                    f"{r['pages_with_navigation']} | {r['chars']:,} | {r['pages_per_s']} | "
                    f"{r['pages_per_s'] / base:.2f}x |")
     if out:
