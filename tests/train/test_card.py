@@ -27,7 +27,7 @@ def test_the_card_parses_and_names_base_data_recipe_and_results(tmp_path):
     assert {"humpback", "instruction-backtranslation", "instruction-tuned"} <= set(card.data.tags)
     text = card.text
     for fact in ("| seed | `data/seed` | 154 | `" + "a" * 32, "| curated/iter1 | `data/curated/iter1` | 7 |",
-                 "2 optimiser steps of 4 examples", "1.82 per target token on 4 held-out seed pairs (base model: 2.38)",
+                 "2 optimiser steps of 4 examples, drawn from a training set of 8 examples", "1.82 per target token on 4 held-out seed pairs (base model: 2.38)",
                  "metrics/eval/m1.json", "Intended use and limits", "the instruction, then the tag"):
         assert fact in text, fact
     assert not list(tmp_path.glob(".*tmp*")), "the card is written atomically"

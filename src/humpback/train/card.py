@@ -95,8 +95,9 @@ checkpoint it was trained from: `{f.base_md5}`.
 
 ## Recipe
 
-- {s.get('steps')} optimiser steps of {s.get('batch_size')} examples ({s.get('examples')} examples, \
-{s.get('prompt_tokens')} prompt and {s.get('completion_tokens')} completion tokens), loss on the completion only
+- {s.get('steps')} optimiser steps of {s.get('batch_size')} examples, drawn from a training set of \
+{s.get('examples')} examples ({s.get('prompt_tokens')} prompt and {s.get('completion_tokens')} completion \
+tokens in all); loss on the completion only
 - Learning rate {t.learning_rate} decaying linearly to {t.final_learning_rate}, weight decay {t.weight_decay}, \
 dropout {t.dropout}
 - Up to {t.max_length} tokens per example; {s.get('precision')} training, saved as {t.save_dtype}; seed {t.seed}
