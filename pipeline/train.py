@@ -7,7 +7,8 @@
     python pipeline/train.py --role forward --name m1 --curated data/curated/iter1 --out models/m1
     python pipeline/train.py --role forward --name scaling_n100 --scaling-size 100 --out models/scaling/n100
 
-Reads `train.*` and `prompts.*`. The backward model M_yx learns instruction-from-response on the
+Reads `train.*`, `prompts.*` and `model.*` (named in the model card); M_yx trains with `train`
+changed by the keys `train_backward` sets. The backward model M_yx learns instruction-from-response on the
 seed pairs; forward models learn response-from-instruction on the seed pairs (tagged with
 `prompts.seed_tag`) plus any curated pairs (tagged with `prompts.web_tag`). Every model starts from
 the base model. One MLflow run per model: training params, loss curve, token counts, data sizes,
@@ -16,6 +17,7 @@ scored under the base model and the trained one (NLL per target token, in the fo
 instruction given response for M_yx, response given instruction with the seed tag for M0..Mn):
 `heldout.nll`, `heldout.nll_base` and `heldout.nll_gain` in the metrics, lower NLL is better
 (M1..Mn run with --no-heldout-base: the base's number is M0's).
+Each model folder gets a README.md model card (base, data with DVC md5s, recipe, held-out NLL).
 
 `--scaling-size N` trains a point of the data-scaling curve (stages `scale_train@N`): the first N
 pairs of the curated set of `scaling.iteration` (default: the last), in the seeded order of

@@ -180,6 +180,10 @@ def test_evaluation_writes_alpaca_eval_files_metrics_and_report(repo):
     report = json.loads((dest / "metrics/report.json").read_text())
     assert set(report["win_rate"]) == {"m0", "m1", "m2"} and report["reference"] == "m0"
     assert report["kept"]["iter1"] == json.loads((dest / "metrics/curate/iter1.json").read_text())["kept"]
+    # the pairs a person reads, beside the plots: not in plots/, whose every file DVC reads as plot data
+    pairs = (dest / "metrics/report/curated_pairs.md").read_text()
+    assert f"## Iteration 1: {report['kept']['iter1']} pairs kept" in pairs and "| score | expected |" in pairs
+    assert {p.suffix for p in (dest / "plots").iterdir()} <= {".png"}
     # m0 is the reference (nothing to judge); a random tiny judge cannot pass the reliability bar
     assert set(report["judge_reliable"]) <= {"m1", "m2"} and not any(report["judge_reliable"].values())
     assert set(report["judge_unreliable_because"]) == set(report["judge_reliable"])
