@@ -10,7 +10,8 @@
 Reads `train.*`, `prompts.*` and `model.*` (named in the model card); M_yx trains with `train`
 changed by the keys `train_backward` sets. The backward model M_yx learns instruction-from-response on the
 seed pairs; forward models learn response-from-instruction on the seed pairs (tagged with
-`prompts.seed_tag`) plus any curated pairs (tagged with `prompts.web_tag`). Every model starts from
+`prompts.seed_tag`) plus any curated pairs (tagged with `prompts.web_tag`): with `rewrite.enabled`,
+train@i reads rewrite@i's rewritten pairs (--rewritten) instead of the curated set (--curated). Every model starts from
 the base model. One MLflow run per model: training params, loss curve, token counts, data sizes,
 role, git commit and the DVC hashes of the inputs. After training, the held-out seed pairs are
 scored under the base model and the trained one (NLL per target token, in the format trained on:
@@ -49,6 +50,7 @@ from humpback.models.config import ModelConfig
 from humpback.prompts import read_template
 from humpback.prompts.config import PromptsConfig
 from humpback.report.config import ScalingConfig
+from humpback.rewrite.config import RewriteConfig
 from humpback.tracking.stage import stage_run
 from humpback.train.card import CardFacts, TrainingData, write_card
 from humpback.train.config import TRAIN_BACKWARD, TrainConfig, backward_recipe
@@ -68,6 +70,8 @@ HELDOUT_MAX_TOKENS = 2048
 @click.option("--seed-data", default="data/seed", show_default=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--curated", default=None, type=click.Path(exists=True, file_okay=False),
               help="Curated (instruction, response) shards to add, tagged as web data (forward only).")
+@click.option("--rewritten", default=None, type=click.Path(file_okay=False),
+              help="rewrite@i's output for --curated: trained on instead of it where rewrite.enabled is true.")
 @click.option("--curator", default=None, help="Name of the model that curated --curated (MLflow lineage).")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--metrics", "metrics_path", default=None, help="Default: metrics/train/<name>.json")
@@ -75,9 +79,14 @@ HELDOUT_MAX_TOKENS = 2048
               help="A data-scaling point: N curated pairs of the scaling iteration's set (see above; not with --curated).")
 @click.option("--heldout-base/--no-heldout-base", default=True, show_default=True,
               help="Also score the held-out pairs under the base model (M1..Mn skip it: M0 did the same).")
-def main(params_path, role, name, base, seed_data, curated, curator, out, metrics_path, scaling_size, heldout_base):
+def main(params_path, role, name, base, seed_data, curated, rewritten, curator, out, metrics_path, scaling_size, heldout_base):
     cfg = load_params(params_path, train=TrainConfig, prompts=PromptsConfig, curate=CurateConfig,
-                      scaling=ScalingConfig, iterations=ITERATIONS, model=ModelConfig, train_backward=TRAIN_BACKWARD)
+                      scaling=ScalingConfig, iterations=ITERATIONS, model=ModelConfig, train_backward=TRAIN_BACKWARD,
+                      rewrite=RewriteConfig)
+    if rewritten and cfg.rewrite.enabled:  # back-and-forth translation: the rewritten responses (rewrite@i)
+        if not curated:
+            raise click.UsageError("--rewritten replaces --curated: give both")
+        curated = rewritten
     if scaling_size is not None:
         if curated or role != "forward":
             raise click.UsageError("--scaling-size trains a forward model on the scaling iteration's set: "
@@ -115,10 +124,11 @@ def main(params_path, role, name, base, seed_data, curated, curator, out, metric
     with stage_run(cfg, f"train {name}", role=role, model=(name, out), outputs=[out], prefix="humpback.",
                             inputs=[base, seed_data] + ([curated] if curated else []),
                             sections=["model", "train", "prompts"] + (["train_backward"] if role == "backward" else []) + (["curate.threshold", "curate.scorer"] if curated else [])
+                            + (["rewrite.enabled"] if rewritten else [])
                             + (["scaling", "curate.sample_seed", "iterations"] if scaling_size else []),
                             tags=({"humpback.curator": curator or "unknown", "humpback.curated_data": curated} if curated else {})
                             | ({"humpback.scaling_size": str(scaling_size)} if scaling_size else {}),
-                            datasets={"seed": (seed_data, seed)} | ({f"curated/{Path(curated).name}": (curated, curated_pairs)}
+                            datasets={"seed": (seed_data, seed)} | ({_data_name(curated): (curated, curated_pairs)}
                                                                     if curated else {}),
                             active=main_process) as run:
         result = train(base, examples, recipe, out, report_to_mlflow=main_process, name=name)
@@ -132,7 +142,7 @@ def main(params_path, role, name, base, seed_data, curated, curator, out, metric
             "heldout": _heldout_quality(cfg, held_out, seed_data, base if heldout_base else None,
                                         result.saved or out, name),
         } | ({"scaling": scaling} if scaling else {})
-        data = [("seed", seed_data, seed)] + ([(f"curated/{Path(curated).name}", curated, curated_pairs)] if curated else [])
+        data = [("seed", seed_data, seed)] + ([(_data_name(curated), curated, curated_pairs)] if curated else [])
         write_card(out, CardFacts(
             name=name, role=role, base=cfg.model, base_md5=path_md5(base), train=recipe, summary=summary,
             data=[TrainingData(n, str(p), len(rows), path_md5(p)) for n, p, rows in data],
@@ -143,6 +153,11 @@ def main(params_path, role, name, base, seed_data, curated, curator, out, metric
     log.info("trained %s: %d examples, %d steps of %d on %d process(es), final loss %.3f (%s) in %.0fs -> %s",
              name, result.examples, result.steps, result.batch_size, result.processes, result.final_loss,
              result.precision, time.perf_counter() - start, out)
+
+
+def _data_name(path: str) -> str:
+    """curated/iter1, rewritten/iter1: the data's name on the MLflow run and in the model card."""
+    return f"{Path(path).parent.name}/{Path(path).name}"
 
 
 def _how_to_prompt(role: str, prompts: PromptsConfig) -> str:

@@ -59,6 +59,22 @@ def _tracking_uri_left_as_found():
         pytest.fail(f"the test left MLFLOW_TRACKING_URI={after} (was {before}): use MlflowClient(tracking_uri=...)")
 
 
+@pytest.fixture
+def fake_server():
+    """start(script) -> a :class:`FakeOpenAI` on loopback, closed after the test."""
+    from _fake_openai import FakeOpenAI
+
+    servers = []
+
+    def start(script, **kwargs):
+        servers.append(FakeOpenAI(script, **kwargs))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     from humpback.models.config import ModelConfig, TinyRandom

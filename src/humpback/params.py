@@ -20,6 +20,7 @@ from humpback.evaluate.config import EvaluateConfig
 from humpback.models.config import ModelConfig, VLLMConfig
 from humpback.prompts.config import PromptsConfig
 from humpback.report.config import ScalingConfig
+from humpback.rewrite.config import RewriteConfig
 from humpback.tracking.config import MlflowConfig
 from humpback.train.config import TRAIN_BACKWARD_DEMO, TrainConfig, backward_recipe
 
@@ -36,6 +37,7 @@ class Config(Loaded):
     train_backward: dict[str, Any] = TRAIN_BACKWARD_DEMO
     augment: AugmentConfig = AugmentConfig()
     curate: CurateConfig = CurateConfig()
+    rewrite: RewriteConfig = RewriteConfig()
     iterations: Iterations = ITERATIONS[1]
     evaluate: EvaluateConfig = EvaluateConfig()
     scaling: ScalingConfig = ScalingConfig()

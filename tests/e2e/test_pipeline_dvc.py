@@ -17,7 +17,7 @@ import yaml
 from conftest import BIN, run_ok
 
 ALL_STAGES = ("base_model", "seed", "raw", "corpus", "train_backward", "augment", "train_m0",
-              "score@1", "select@1", "train@1", "score@2", "select@2", "train@2",
+              "score@1", "select@1", "rewrite@1", "train@1", "score@2", "select@2", "rewrite@2", "train@2",
               "eval_set", "answer@m0", "answer@m1", "answer@m2", "evaluate@m0", "evaluate@m1", "evaluate@m2",
               "scaling", "report")
 SCALING_SIZES = (2, 4)  # test_scaling_* turns them on (the smoke profile has none)
@@ -302,13 +302,14 @@ def test_a_code_edit_reruns_the_stages_that_import_it_and_nothing_else(repo):
     status = json.loads(_run([str(BIN / "dvc"), "status", "--json"], dest, env))
     assert status == {}
     trainings = {"train_backward", "train_m0", "train@1", "train@2"}
-    generation = {"augment", "score@1", "score@2", "answer@m0", "answer@m1", "answer@m2"}
+    generation = {"augment", "score@1", "score@2", "answer@m0", "answer@m1", "answer@m2", "rewrite@1", "rewrite@2"}
     judged = {"evaluate@m0", "evaluate@m1", "evaluate@m2"}
     edited = {"src/humpback/models/loading.py": {"base_model"} | trainings | generation | judged,
               "src/humpback/evaluate/winrate.py": judged,  # not the answers, not the report
               "src/humpback/evaluate/judges/remote.py": judged,
               "src/humpback/train/config.py": trainings,
-              "src/humpback/curate/select.py": {"select@1", "select@2"} | {"score@1", "score@2"},
+              "src/humpback/rewrite/faithful.py": {"rewrite@1", "rewrite@2"},
+              "src/humpback/curate/select.py": {"select@1", "select@2", "score@1", "score@2", "rewrite@1", "rewrite@2"},
               "src/humpback/core/config.py": set(ALL_STAGES),
               "README.md": set()}
     for module, stages in edited.items():
@@ -474,7 +475,8 @@ def test_bad_params_fail_before_any_work(repo):
 def test_dag_shape(repo):
     dest, env, _ = repo
     listed = _run([str(BIN / "dvc"), "stage", "list", "--name-only"], dest, env).split()
-    assert listed == list(ALL_STAGES[:7]) + ["score@1", "score@2", "select@1", "select@2", "train@1", "train@2",
+    assert listed == list(ALL_STAGES[:7]) + ["score@1", "score@2", "select@1", "select@2", "rewrite@1", "rewrite@2",
+                                             "train@1", "train@2",
                                              "eval_set", "answer@m0", "answer@m1", "answer@m2", "evaluate@m0",
                                              "evaluate@m1", "evaluate@m2", "scaling", "report"]
 
@@ -487,7 +489,8 @@ def test_threshold_sweep_reruns_only_what_depends_on_selection(repo):
     log = _run([str(BIN / "dvc"), "exp", "run", "-S", "curate.threshold=4"], dest, env)
     ran = {s for s in ALL_STAGES if f"Running stage '{s}'" in log}
     # scaling: the fit reads metrics/train and metrics/eval (a few seconds, no model: no sizes here)
-    needed = {"select@1", "train@1", "score@2", "select@2", "train@2", "answer@m1", "answer@m2", "scaling", "report"}
+    needed = {"select@1", "rewrite@1", "train@1", "score@2", "select@2", "rewrite@2", "train@2", "answer@m1",
+              "answer@m2", "scaling", "report"}
     # the judge reruns only if the new M1/M2 answer differently (a tiny random model may not)
     assert needed <= ran <= needed | {"evaluate@m1", "evaluate@m2"}, log
     curated = json.loads((dest / "metrics/curate/iter1.json").read_text())
@@ -536,6 +539,41 @@ def test_queued_threshold_grid_reuses_everything_the_threshold_does_not_touch(re
         assert "select iter1" in ran, ran
         assert not ran & {"train backward", "augment", "train m0", "score iter1"}, ran
         assert parent.data.tags["dvc.exp"] == name and parent.data.params["curate.threshold"] in ("2", "5")
+
+
+def test_rewriting_is_an_ablation_that_dvc_exp_run_turns_on(repo):
+    """Back-and-forth translation: off in the build (train@i reads A_k as curated), `dvc exp run -S
+    rewrite.enabled=true` rewrites each iteration's A_k with the base model, trains M_i on the
+    rewrites, and `dvc exp show` puts both runs side by side."""
+    dest, env, _ = repo
+    for i in (1, 2):
+        assert json.loads((dest / f"metrics/rewrite/iter{i}.json").read_text()) == {"iteration": i, "enabled": False}
+        assert pq.read_table(dest / f"data/rewritten/iter{i}/pairs.parquet").num_rows == 0
+    _run(["git", "add", "-A"], dest, env)
+    _run(["git", "commit", "-qm", "results"], dest, env)
+    log = _run([str(BIN / "dvc"), "exp", "run", "-n", "rewritten", "-S", "rewrite.enabled=true"], dest, env)
+    ran = {s for s in ALL_STAGES if f"Running stage '{s}'" in log}
+    assert {"rewrite@1", "train@1", "score@2", "select@2", "rewrite@2", "train@2", "answer@m1", "report"} <= ran, log
+    assert not ran & {"augment", "train_m0", "score@1", "select@1"}, log
+    for i in (1, 2):
+        curated = json.loads((dest / f"metrics/curate/iter{i}.json").read_text())
+        rewrite = json.loads((dest / f"metrics/rewrite/iter{i}.json").read_text())
+        assert rewrite["enabled"] and rewrite["pairs"] == curated["kept"] == rewrite["rewritten"] > 0
+        pairs = pq.read_table(dest / f"data/rewritten/iter{i}/pairs.parquet").to_pylist()
+        assert len(pairs) == rewrite["kept"] and all(p["rewritten"] for p in pairs)
+        assert any(p["response"] != p["original_response"] for p in pairs)
+        cached = (dest / f"data/rewritten/iter{i}/rewrites.jsonl").read_text().splitlines()
+        assert len(cached) == rewrite["pairs"]
+        assert json.loads((dest / f"metrics/train/m{i}.json").read_text())["curated_pairs"] == rewrite["kept"]
+        assert f"data/rewritten/iter{i}" in (dest / f"models/m{i}/README.md").read_text()
+    shown = json.loads(_run([str(BIN / "dvc"), "exp", "show", "--json"], dest, env))
+    runs = [r["data"] for e in shown for r in [e] + [x["revs"][0] for x in e.get("experiments") or []]
+            if r.get("data") and r["data"].get("params")]
+    enabled = {d["params"]["params.yaml"]["data"]["rewrite"]["enabled"]:
+               d["metrics"]["metrics/rewrite/iter1.json"]["data"] for d in runs if d.get("metrics")}
+    assert enabled[False] == {"iteration": 1, "enabled": False} and enabled[True]["rewritten"] > 0
+    again = _run([str(BIN / "dvc"), "repro"], dest, env)  # the rewrites are locked: nothing is left to do
+    assert "Running stage" not in again
 
 
 def _wait_queue(dest, env, timeout=900):

@@ -182,10 +182,10 @@ def test_not_output_deps_stay_what_their_reason_says():
     assert calls and all(c in bare for c in calls), "a stage must not read values through humpback.params"
 
 
-@pytest.mark.parametrize("script", ["select_pairs", "scaling", "report", "evaluate"])
+@pytest.mark.parametrize("script", ["select_pairs", "scaling", "report", "evaluate", "rewrite"])
 def test_stages_without_a_model_do_not_import_the_model_stack(script):
     """Every stage pays its imports (torch alone is 2-3 s on 2 cores): the stages that run no model
-    (select@i, a disabled scaling, report, evaluate@reference, evaluate with a remote judge) must not
+    (select@i, a disabled scaling or rewrite@i, report, evaluate@reference, evaluate with a remote judge) must not
     load torch or transformers just to start."""
     import subprocess
     import sys

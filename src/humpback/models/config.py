@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from humpback.core.config import PositiveInt, Section
+from humpback.core.config import NonNegInt, PositiveInt, Section
 
 
 class TinyRandom(Section):
@@ -50,6 +50,25 @@ class GenerationConfig(Section):
     batch_size: PositiveInt = 8
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     max_input_tokens: PositiveInt = 2048  # longer prompts are truncated from the left of the text
+
+
+class EndpointConfig(Section):
+    """Any OpenAI-compatible chat endpoint (OpenAI, a vLLM or llama.cpp server). The key is read from
+    the environment variable named here, never from params (so never in logs or MLflow)."""
+
+    base_url: str = "https://api.openai.com/v1"
+    model: str = "gpt-4o-mini"
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    # Per request: a connection error, timeout, 429, 5xx, malformed body or unusable reply is asked
+    # again after the wait its Retry-After header names, else an exponential back-off with jitter,
+    # each wait at most max_wait_s; then the item fails (asked again on the next run).
+    max_retries: NonNegInt = 3
+    max_wait_s: Annotated[float, Field(gt=0)] = 60.0
+    # This many failed requests in a row, no success between: the endpoint is down, and the stage
+    # stops asking (keeping what it has) instead of spending every retry on every item.
+    dead_after: PositiveInt = 10
+    concurrency: PositiveInt = 4
 
 
 class VLLMConfig(Section):

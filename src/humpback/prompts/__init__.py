@@ -15,7 +15,8 @@ from humpback.prompts.config import PromptsConfig
 PLACEHOLDER = "{response}"
 INSTRUCTION_PLACEHOLDER = "{instruction}"
 JUDGE_PLACEHOLDERS = ("{instruction}", "{output_a}", "{output_b}")
-REQUIRED = {"backward": (PLACEHOLDER,), "rate": (INSTRUCTION_PLACEHOLDER, PLACEHOLDER), "judge": JUDGE_PLACEHOLDERS}
+REQUIRED = {"backward": (PLACEHOLDER,), "rate": (INSTRUCTION_PLACEHOLDER, PLACEHOLDER), "judge": JUDGE_PLACEHOLDERS,
+            "rewrite": (INSTRUCTION_PLACEHOLDER, PLACEHOLDER)}
 
 
 def read_template(name: str, path: str | None = None) -> str:
@@ -50,6 +51,11 @@ def fill(template: str, values: dict[str, str]) -> str:
 def rating_messages(instruction: str, response: str, template: str) -> list[dict]:
     """The curator's input: the pair inside the rating template."""
     return [{"role": "user", "content": fill(template, {"instruction": instruction.strip(), "response": response.strip()})}]
+
+
+def rewrite_messages(instruction: str, segment: str, template: str) -> list[dict]:
+    """The rewriting model's input: the generated instruction and the original segment it answers."""
+    return [{"role": "user", "content": fill(template, {"instruction": instruction.strip(), "response": segment.strip()})}]
 
 
 def judge_messages(instruction: str, output_a: str, output_b: str, template: str) -> list[dict]:

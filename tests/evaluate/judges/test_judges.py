@@ -4,7 +4,6 @@ server on loopback that fails in the ways real endpoints do."""
 
 import pytest
 
-from _fake_openai import FakeOpenAI
 from humpback.evaluate.judges.base import parse_verdict
 from humpback.evaluate.judges.config import JudgeConfig, OpenAIJudgeConfig
 from humpback.evaluate.judges.factory import make_judge
@@ -34,19 +33,6 @@ def test_hf_judge_reads_a_distribution_over_a_and_b(tiny_model_dir):
         assert 0 < v.p_b < 1 and v.error is None
         a, b = (float(x.split("=")[1]) for x in v.raw.split())
         assert a + b == pytest.approx(1, abs=1e-5)
-
-
-@pytest.fixture
-def fake_server():
-    servers = []
-
-    def start(script):
-        servers.append(FakeOpenAI(script))
-        return servers[-1]
-
-    yield start
-    for s in servers:
-        s.close()
 
 
 def _judge(url, monkeypatch, **kw):
@@ -83,7 +69,7 @@ def test_openai_judge_weights_by_logprobs(fake_server, monkeypatch):
 def waits(monkeypatch):
     """The judge's waits between retries, recorded instead of slept."""
     slept = []
-    monkeypatch.setattr("humpback.evaluate.judges.remote._sleep", slept.append)
+    monkeypatch.setattr("humpback.models.endpoint._sleep", slept.append)
     return slept
 
 

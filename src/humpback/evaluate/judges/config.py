@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import Field
+from humpback.core.config import PositiveInt, Section
+from humpback.models.config import EndpointConfig
 
-from humpback.core.config import NonNegInt, PositiveInt, Section
 
-
-class OpenAIJudgeConfig(Section):
-    # Any OpenAI-compatible chat endpoint: OpenAI, a vLLM or llama.cpp server. The key is read from
-    # the environment variable named here, never from params (so never in logs or MLflow).
-    base_url: str = "https://api.openai.com/v1"
-    model: str = "gpt-4o-mini"
-    api_key_env: str = "OPENAI_API_KEY"
-    timeout_s: Annotated[float, Field(gt=0)] = 60.0
-    # Per request: a connection error, timeout, 429, 5xx, malformed body or reply without a verdict
-    # is asked again after the wait its Retry-After header names, else an exponential back-off with
-    # jitter, each wait at most max_wait_s; then the pair has no verdict (asked on the next run).
-    max_retries: NonNegInt = 3
-    max_wait_s: Annotated[float, Field(gt=0)] = 60.0
-    # This many failed requests in a row, no success between: the endpoint is down, and the stage
-    # stops asking (keeping its verdicts) instead of spending every retry on every pair.
-    dead_after: PositiveInt = 10
+class OpenAIJudgeConfig(EndpointConfig):
+    # the endpoint's settings (models/config.py), and what the judge asks of it
     logprobs: bool = False  # ask for top logprobs of the verdict token: a weighted preference
     max_tokens: PositiveInt = 8
-    concurrency: PositiveInt = 4
 
 
 class AlpacaEvalJudgeConfig(Section):
