@@ -242,7 +242,7 @@ def segment_cmd(path: str, fmt: str, params_path: str, show_text: bool) -> None:
         raise click.ClickException(f"{path}: not UTF-8 text (byte {exc.start})") from None
     dedup = Deduplicator(cfg.dedup)
     kept = 0
-    for seg in segment(text, fmt):
+    for seg in segment(text, fmt, cfg.html_main_content):
         reason = segment_reason(seg.header, seg.text, cfg) or dedup.reason(seg.text)
         kept += reason is None
         verdict = click.style("kept", fg="green") if reason is None else click.style(reason, fg="yellow")

@@ -22,12 +22,13 @@ from humpback.core.keys import content_key
 RAW_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),  # content hash of text
-        pa.field("source", pa.string(), nullable=False),  # files | hub | python_packages (a snapshot's rows)
+        pa.field("source", pa.string(), nullable=False),  # files | hub | warc | python_packages (a snapshot's rows)
         pa.field("url", pa.string(), nullable=False),  # page URL, or file path (with #row or :line)
         pa.field("name", pa.string()),  # e.g. "requests==2.32.3" for a package page
         pa.field("license", pa.string()),  # as the source states it
         pa.field("format", pa.string(), nullable=False),  # markdown | rst | html | text
         pa.field("text", pa.string(), nullable=False),
+        pa.field("date", pa.string()),  # when it was crawled (a WARC record's WARC-Date), where known
     ]
 )
 

@@ -61,7 +61,39 @@ class HubSource(Section):
     max_documents: PositiveInt | None = None
 
 
-RawSource = Annotated[Union[FilesSource, HubSource], Field(discriminator="type")]
+class WarcSource(Section):
+    """WARC or WARC.gz crawl files (Common Crawl, wget --warc-file, Heritrix, ...): their HTML responses,
+    with the target URL and the crawl date as provenance. Every record is read or counted: not a
+    response, not HTML, an HTTP status other than 200, too large, undecodable, empty, broken.
+
+    Which files: ``path``, a local file, folder or glob under raw.path (a DVC dependency of `raw`), or
+    any fsspec URL (``https://data.commoncrawl.org/crawl-data/...warc.gz``, ``s3://commoncrawl/...``);
+    or ``listing``, a file of paths one per line (Common Crawl's ``warc.paths.gz``), each prefixed with
+    ``prefix``, the first ``max_files`` taken. A remote crawl is a live source, read again only when
+    these params change or on ``dvc repro -f raw``, like ``hub``.
+    """
+
+    type: Literal["warc"]
+    path: str | None = None
+    listing: str | None = None
+    prefix: str = ""  # Common Crawl: https://data.commoncrawl.org/
+    max_files: PositiveInt | None = None
+    max_documents: PositiveInt | None = None  # HTML documents kept, summed over the files in order
+    max_record_bytes: PositiveInt = 5_000_000  # larger HTTP bodies are counted as too_large, not read
+
+    @model_validator(mode="after")
+    def _one_way(self) -> "WarcSource":
+        if (self.path is None) == (self.listing is None):
+            raise ValueError("give either path (files, a folder, a glob, a URL) or listing (a file of paths)")
+        return self
+
+    @property
+    def local_paths(self) -> list[str]:
+        """What of this source lies on this machine (and must lie under raw.path)."""
+        return [p for p in (self.path, self.listing) if p is not None and "://" not in p]
+
+
+RawSource = Annotated[Union[FilesSource, HubSource, WarcSource], Field(discriminator="type")]
 
 
 class RawConfig(Section):
@@ -91,9 +123,12 @@ class RawConfig(Section):
     def _files_inside_path(self) -> "RawConfig":
         root = Path(self.path)
         for i, src in enumerate(self.sources):
-            if isinstance(src, FilesSource) and not _inside(Path(src.path), root):
-                raise ValueError(f"sources[{i}].path '{src.path}' is outside raw.path '{self.path}', the stage's "
-                                 "DVC dependency: move the files under it or widen raw.path")
+            local = [src.path] if isinstance(src, FilesSource) else src.local_paths if isinstance(src, WarcSource) else []
+            for path in local:
+                if not _inside(Path(path), root):
+                    key = "path" if path == getattr(src, "path", None) else "listing"
+                    raise ValueError(f"sources[{i}].{key} '{path}' is outside raw.path '{self.path}', the stage's "
+                                     "DVC dependency: move the files under it or widen raw.path")
         return self
 
 
@@ -145,6 +180,9 @@ class CorpusConfig(Section):
     max_segments: PositiveInt | None = 16  # demo cap; null = the whole corpus
     max_segments_per_document: PositiveInt | None = 2  # demo: spread the cap over many documents
     shard_size: PositiveInt = 16  # demo; at scale about 10,000 segments per shard
+    # HTML: also apply resiliparse's main-content heuristic (drops sidebars and link lists no landmark
+    # names, but also most short list items: benchmarks/html_extraction.py); false = landmarks only
+    html_main_content: bool = False
     min_chars: PositiveInt = 600
     max_chars: PositiveInt = 1500  # demo; the paper: 3,000
     allow_headerless: bool = False

@@ -65,7 +65,7 @@ def build_corpus(cfg: CorpusConfig, raw_dir: str | Path, out_dir: str | Path, pr
     for doc in bar:
         report.documents_read += 1
         try:
-            segments = segment(doc.text, doc.format)
+            segments = segment(doc.text, doc.format, cfg.html_main_content)
         except Exception as exc:  # a parser choking on one page must not end the stage
             log.warning("skipping %s: cannot segment as %s (%s)", doc.url, doc.format, exc)
             report.documents_skipped["unparseable"] += 1

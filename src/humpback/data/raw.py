@@ -63,7 +63,7 @@ class RawReport:
 
 def _row(doc: Document) -> dict:
     return {"id": content_id(doc.text), "source": doc.source, "url": doc.url, "name": doc.name,
-            "license": doc.license, "format": doc.format, "text": doc.text}
+            "license": doc.license, "format": doc.format, "text": doc.text, "date": doc.date}
 
 
 def build_raw(cfg: RawConfig, out_dir: str | Path, progress: bool = True) -> RawReport:
@@ -93,7 +93,7 @@ def iter_raw(raw_dir: str | Path) -> Iterator[Document]:
     for table in read_shards(raw_dir):
         for row in table.to_pylist():
             yield Document(row["source"], row["url"], row["text"], row["format"], name=row["name"],
-                           license=row["license"])
+                           license=row["license"], date=row.get("date"))
 
 
 def _maybe_gzip(fh, compress: bool):

@@ -6,7 +6,8 @@ appear (the length window usually keeps only one of them). Text before the first
 segment with an empty header, which the header filter drops unless headerless text is allowed.
 
 Headers are found by a real parser where one exists: markdown-it-py for Markdown (so ``#`` lines
-inside code fences are not headers) and lxml through BeautifulSoup for HTML. reStructuredText
+inside code fences are not headers) and resiliparse for HTML (:mod:`humpback.data.html`: headers
+marked in its DOM, landmarks and permalink marks removed). reStructuredText
 titles are found by their underline/overline adornment, with levels in order of first use, which
 is how docutils assigns them; docutils itself does not report reliable source lines for titles.
 """
@@ -104,53 +105,12 @@ def segment_rst(text: str) -> list[Segment]:
     return _sections(lines, headers)
 
 
-_BLOCK_TAGS = (
-    "p", "div", "section", "article", "main", "br", "tr", "pre", "blockquote", "ul", "ol",
-    "table", "dl", "dt", "dd", "figure", "figcaption", "hr", "li",
-)
-_DROP_TAGS = ("script", "style", "noscript", "template", "nav", "footer", "aside", "form", "svg", "iframe")
-_MARK = "\x00"
+def segment_html(html: str, main_content: bool = False) -> list[Segment]:
+    """Header segments of an HTML page, through :func:`humpback.data.html.html_to_lines`."""
+    from humpback.data.html import html_to_lines
 
-
-def html_to_lines(html: str) -> tuple[list[str], list[_Header]]:
-    """Readable text lines of an HTML page with its h1-h6 headers located."""
-    from bs4 import BeautifulSoup
-
-    soup = BeautifulSoup(html, "lxml")
-    for tag in soup.find_all(_DROP_TAGS):
-        tag.decompose()
-    for tag in soup.find_all(["h1", "h2", "h3", "h4", "h5", "h6"]):
-        title = " ".join(tag.get_text(" ").split())
-        tag.replace_with(f"\n{_MARK}{tag.name[1]}{_MARK}{title}\n")
-    for tag in soup.find_all(_BLOCK_TAGS):
-        if tag.name == "li":
-            tag.insert(0, "- ")
-        tag.append("\n")
-    root = soup.body or soup
-    lines, headers = [], []
-    in_blank = True
-    for raw in root.get_text().split("\n"):
-        line = " ".join(raw.split())
-        if line.startswith(_MARK):
-            _, level, title = line.split(_MARK, 2)
-            if title:
-                headers.append(_Header(len(lines), int(level), title))
-                lines.append(f"{'#' * int(level)} {title}\n\n")
-                in_blank = True
-            continue
-        if not line:
-            if not in_blank:
-                lines.append("\n")
-            in_blank = True
-            continue
-        lines.append(line + "\n")
-        in_blank = False
-    return lines, headers
-
-
-def segment_html(html: str) -> list[Segment]:
-    lines, headers = html_to_lines(html)
-    return _sections(lines, headers)
+    lines, headers = html_to_lines(html, main_content)
+    return _sections(lines, [_Header(h.line, h.level, h.title) for h in headers])
 
 
 def segment_text(text: str) -> list[Segment]:
@@ -158,14 +118,14 @@ def segment_text(text: str) -> list[Segment]:
     return [Segment(header="", text=text, level=0)] if text else []
 
 
-def segment(text: str, fmt: str) -> list[Segment]:
+def segment(text: str, fmt: str, html_main_content: bool = False) -> list[Segment]:
     """Segments of ``text`` in format ``fmt`` (one of :data:`FORMATS`)."""
     if fmt == "markdown":
         return segment_markdown(text)
     if fmt == "rst":
         return segment_rst(text)
     if fmt == "html":
-        return segment_html(text)
+        return segment_html(text, html_main_content)
     if fmt == "text":
         return segment_text(text)
     raise ValueError(f"unknown document format {fmt!r}; expected one of {FORMATS}")

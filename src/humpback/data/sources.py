@@ -16,7 +16,7 @@ from pathlib import Path
 
 from humpback.core.files import inner_suffix, open_binary, read_records
 from humpback.core.keys import seeded_order
-from humpback.data.config import FilesSource, HubSource
+from humpback.data.config import FilesSource, HubSource, WarcSource
 from humpback.data.segment import format_for_content_type, format_for_suffix
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ class Document:
     name: str | None = None  # e.g. "requests==2.32.3" for a package page
     license: str | None = None  # as the source states it
     encoding: str = "utf-8"  # what the bytes were decoded from (files: detected where not UTF-8)
+    date: str | None = None  # when it was crawled (warc: the record's WARC-Date)
 
 
 def _skipped(source: str, url: str, reason: str, detail: str = "") -> Document:
@@ -265,5 +266,9 @@ def iter_documents(sources: Iterable, max_chars: int) -> Iterator[Document]:
             yield from iter_files(src, max_chars)
         elif isinstance(src, HubSource):
             yield from iter_hub(src, max_chars)
+        elif isinstance(src, WarcSource):
+            from humpback.data.warc import iter_warc  # warc.py builds on this module's Document
+
+            yield from iter_warc(src, max_chars)
         else:  # pragma: no cover - config validation makes this unreachable
             raise TypeError(f"unknown corpus source {src!r}")
