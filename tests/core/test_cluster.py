@@ -156,6 +156,41 @@ def test_augment_on_ray_writes_the_same_shards_and_survives_a_killed_worker(ray_
     assert again.shards_reused == 8 and again.ran_on == "nothing to run"
 
 
+def _read_recording_pid(path, pids):
+    def read():
+        (pids / f"{os.getpid()}-{path.stem}").touch()
+        return pa.table({"id": [path.stem] * 3, "text": ["x" * 1000] * 3})
+
+    return read
+
+
+def test_on_ray_the_units_rows_are_read_in_a_worker_not_held_by_the_stage(ray_head, tmp_path):
+    """The backlog streams: the stage's process hands Ray each unit's read function, and a read step
+    (on this node) reads the rows just before a replica takes them (benchmarks/ray_backlog.py
+    measures the stage's memory flat from a 64 MiB to a 1 GiB backlog)."""
+    from humpback.core.cluster import Unit
+
+    class Ids:  # no model: each unit's ids back (defined here: Ray pickles it by value)
+        def setup(self):
+            pass
+
+        def run(self, rows, key, progress):
+            return rows.select(["id"])
+
+        def resources(self):
+            return 1, "none"
+
+    pids, written = tmp_path / "pids", {}
+    pids.mkdir()
+    units = [Unit(f"u{i}", f"k{i}", 3, _read_recording_pid(tmp_path / f"u{i}.parquet", pids),
+                  lambda t, i=i: written.__setitem__(i, t["id"].to_pylist())) for i in range(6)]
+    where = run_units(Ids(), units, RayConfig(address=ray_head, workers=2))
+    assert where.startswith(f"Ray ({ray_head}): 2 none replicas")
+    assert written == {i: [f"u{i}"] * 3 for i in range(6)}
+    readers = {p.name.split("-")[0] for p in pids.iterdir()}
+    assert len(list(pids.iterdir())) == 6 and str(os.getpid()) not in readers
+
+
 def test_score_and_its_curator_check_on_ray_equal_the_serial_run(ray_head, tmp_path, tiny_model_dir):
     cands = tmp_path / "cands"
     _augment(_corpus(tmp_path / "corpus", 6), cands, tiny_model_dir)

@@ -15,8 +15,10 @@ the unit's own ``write`` (atomically, under its key), so:
   keeps every unit written and exits non-zero (:class:`~humpback.core.incomplete.Incomplete`), so DVC
   records nothing and the next ``dvc repro`` computes only the missing ones;
 - a killed stage keeps every unit already written, and a rerun computes only the missing ones;
-- no shared file system is needed for data: input rows travel to the workers and outputs back
-  through Ray's object store. The model folders are read by path, so every node must see them at
+- no shared file system is needed for data: a read step pinned to this process's node reads each
+  unit's rows just before a replica takes it (Ray Data's backpressure bounds the read-ahead, so the
+  backlog is never in this process or the object store at once), the rows travel to the replicas
+  and the outputs back through Ray's object store. The model folders are read by path, so every node must see them at
   the same path (a shared file system, or the same checkout on every node), and run the same
   environment (humpback installed).
 
@@ -115,6 +117,21 @@ def _from_bytes(blob: bytes) -> pa.Table:
     return pa.ipc.open_stream(blob).read_all()  # the schema's metadata (shard stats) comes along
 
 
+def _read_units(batch: pa.Table, reads: Sequence[Callable[[], pa.Table]]) -> pa.Table:
+    """The read step: each unit's input rows, read where its read function runs."""
+    indices = batch["index"].to_pylist()
+    return pa.table({"index": indices, "key": batch["key"],
+                     "rows": pa.array([_to_bytes(reads[i]()) for i in indices], pa.large_binary())})
+
+
+def _on_this_node() -> dict:
+    """Ray remote args that pin a task to the node of this process (whose files the units read)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)}
+
+
 class _Replica:
     """A Ray Data actor: one model replica, set up once, then one unit per call."""
 
@@ -172,7 +189,14 @@ def _run_on_ray(job: Job, units: Sequence[Unit], cfg: RayConfig, address: str,
     replicas = pool_size(cfg, resources, gpus, cfg.cpus_per_worker, len(units))
     where = f"Ray ({address}): {replicas} {engine} replicas, {gpus:g} GPUs and {cfg.cpus_per_worker:g} CPUs each"
     log.info("running %d units on %s", len(units), where)
-    ds = ray.data.from_items([{"index": i, "key": u.key, "rows": _to_bytes(u.read())} for i, u in enumerate(units)])
+    # The backlog streams: the dataset holds each unit's index and key only, and a read step on this
+    # process's node (where the stage's inputs lie, shared storage or not) reads a unit's rows just
+    # before a replica takes it; at most two reads per replica run at once (no CPU asked: a read
+    # never waits for one the replicas hold), and Ray Data's backpressure bounds what is read ahead,
+    # so neither this process nor the object store holds the backlog.
+    ds = ray.data.from_items([{"index": i, "key": u.key} for i, u in enumerate(units)])
+    ds = ds.map_batches(_read_units, fn_args=([u.read for u in units],), batch_size=1, batch_format="pyarrow",
+                        num_cpus=0, concurrency=2 * replicas, **_on_this_node())
     remote_args = {} if cfg.max_restarts is None else {"max_restarts": cfg.max_restarts}
     ds = ds.map_batches(_Replica, fn_constructor_args=(job,), batch_size=1, batch_format="pyarrow",
                         compute=ray.data.ActorPoolStrategy(size=replicas), num_gpus=gpus or None,

@@ -139,7 +139,8 @@ def map_shards(input_dir: str | Path, out_dir: str | Path, settings: dict, job: 
                 on_done(out)
 
         rows = pq.read_metadata(shard).num_rows
-        return Unit(out.name, key, rows, lambda: pq.read_table(shard, columns=columns), write)
+        source = shard.resolve()  # on Ray the read runs in a worker process, whose working folder differs
+        return Unit(out.name, key, rows, lambda: pq.read_table(source, columns=columns), write)
 
     result.ran_on = run_units(job, [unit(*t) for t in todo] + list(extra), ray, progress)
     return result
