@@ -11,30 +11,18 @@ import importlib.metadata as md
 import logging
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from humpback.core.files import inner_suffix, open_binary, read_records
 from humpback.core.keys import seeded_order
 from humpback.data.config import FilesSource, HubSource, WarcSource
+from humpback.data.document import Document, decode_text
 from humpback.data.segment import format_for_content_type, format_for_suffix
+from humpback.data.warc import iter_warc
 
 log = logging.getLogger(__name__)
 
 ROW_SUFFIXES = (".jsonl", ".json", ".parquet")
-
-
-@dataclass
-class Document:
-    source: str
-    url: str
-    text: str | None
-    format: str
-    skip: str | None = None  # reason the document cannot be used
-    name: str | None = None  # e.g. "requests==2.32.3" for a package page
-    license: str | None = None  # as the source states it
-    encoding: str = "utf-8"  # what the bytes were decoded from (files: detected where not UTF-8)
-    date: str | None = None  # when it was crawled (warc: the record's WARC-Date)
 
 
 def _skipped(source: str, url: str, reason: str, detail: str = "") -> Document:
@@ -216,28 +204,6 @@ def iter_files(src: FilesSource, max_chars: int) -> Iterator[Document]:
         yield Document("files", str(path), text, fmt, encoding=encoding)
 
 
-def decode_text(data: bytes) -> tuple[str | None, str]:
-    """(text, encoding): UTF-8 where it decodes, else the legacy encoding charset-normalizer finds
-    (crawls are full of cp1252, Latin-1, Shift-JIS, ... pages); (None, "") where nothing decodes
-    without chaos (binary data). cp1252 wins wherever it decodes with no more chaos than the
-    detector's first guess: the web's most common legacy encoding (HTML5 reads every ISO-8859-1
-    label as cp1252), and on mostly-ASCII pages the detector's guess among the single-byte code pages
-    (cp1250, cp775, ...) is often a coin toss that turns "crème" into "crčme"."""
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    from charset_normalizer import from_bytes
-
-    matches = from_bytes(data)
-    best = matches.best()
-    if best is None:
-        return None, ""
-    western = next((m for m in matches if m.encoding == "cp1252"), None)
-    pick = western if western is not None and western.chaos <= best.chaos else best
-    return str(pick), pick.encoding
-
-
 # -------------------------------------------------------------------------------------------- hub
 def iter_hub(src: HubSource, max_chars: int) -> Iterator[Document]:
     """Rows of a hub dataset, streamed; ``dataset`` may also be a builder such as ``json``."""
@@ -267,8 +233,6 @@ def iter_documents(sources: Iterable, max_chars: int) -> Iterator[Document]:
         elif isinstance(src, HubSource):
             yield from iter_hub(src, max_chars)
         elif isinstance(src, WarcSource):
-            from humpback.data.warc import iter_warc  # warc.py builds on this module's Document
-
             yield from iter_warc(src, max_chars)
         else:  # pragma: no cover - config validation makes this unreachable
             raise TypeError(f"unknown corpus source {src!r}")

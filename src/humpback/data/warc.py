@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 
 from humpback.data.config import WarcSource
-from humpback.data.sources import Document, decode_text
+from humpback.data.document import Document, decode_text
 
 log = logging.getLogger(__name__)
 
