@@ -37,14 +37,17 @@ def _faithful(segment: str) -> str:
     ("Tea is enjoyed.", "low_coverage"),  # true, but the facts are gone
     ("   ", "empty"),
     ("!!! ...", "empty"),
-    (TEA + " " + TEA.upper() + " " + TEA, "too_long"),
+    (TEA + " " + TEA.upper() + " " + TEA, "repetitive"),  # a loop, as small models write them
+    (TEA + " " + " ".join(" ".join(reversed(s.split())) + "." for s in TEA.split(". ")) + " " + " ".join(
+        " ".join(s.split()[::2]) + "." for s in TEA.split(". ")) * 2, "too_long"),  # its own words, 3.5x as long
 ])
 def test_the_faithfulness_check_names_what_a_rewrite_fails(rewrite, problem):
     assert faithfulness(rewrite, TEA, CHECK).problem == problem
 
 
 def test_each_faithfulness_rule_is_a_param_and_null_turns_it_off():
-    off = FaithfulnessConfig(min_overlap=None, min_coverage=None, min_length_ratio=None, max_length_ratio=None)
+    off = FaithfulnessConfig(max_repeated_fraction=None, min_overlap=None, min_coverage=None, min_length_ratio=None,
+                             max_length_ratio=None)
     for text in (INVENTED, "Tea is enjoyed.", TEA * 3):
         assert faithfulness(text, TEA, off).problem is None
     short = FaithfulnessConfig(min_coverage=None, min_length_ratio=0.5)
@@ -130,8 +133,8 @@ def test_the_hf_engine_rewrites_and_a_killed_run_resumes_from_its_last_chunk(tin
     cfg = RewriteConfig(enabled=True, model=str(tiny_model_dir), chunk_size=1,
                         generation={"max_new_tokens": 6, "batch_size": 2, "precision": "fp32", "temperature": 1.0,
                                     "top_p": 1.0},  # greedy, a random model writes newlines only
-                        faithfulness={"min_overlap": None, "min_coverage": None, "min_length_ratio": None,
-                                      "max_length_ratio": None})
+                        faithfulness={"max_repeated_fraction": None, "min_overlap": None, "min_coverage": None,
+                                      "min_length_ratio": None, "max_length_ratio": None})
     engine = make_rewriter(cfg, VLLMConfig())
     assert isinstance(engine, HFEngine)
     calls = []

@@ -19,6 +19,9 @@ class RewriteGeneration(GenerationConfig):
 class FaithfulnessConfig(Section):
     """What a rewrite must keep of its segment; null = no check. Words are lowercased letter/digit runs."""
 
+    # share of the rewrite's sentences that nearly repeat an earlier one, by the corpus's own rule (word
+    # 3-gram Jaccard >= 0.7, data/filters.py): above it, the model looped (a small model's commonest failure)
+    max_repeated_fraction: Fraction | None = 0.3
     # share of the rewrite's distinct words that occur in the segment: below it, the rewrite says
     # things the segment does not (invented content)
     min_overlap: Fraction | None = 0.5

@@ -1,10 +1,12 @@
-"""Is a rewrite faithful to its segment? Word overlap both ways and a length ratio, each a named reason."""
+"""Is a rewrite faithful to its segment? Not a loop, word overlap both ways, a length ratio: each a named reason."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
+from humpback.data.config import RepetitionFilter
+from humpback.data.filters import repeated_fraction
 from humpback.rewrite.config import FaithfulnessConfig
 
 _WORD = re.compile(r"[^\W_]+")
@@ -12,7 +14,8 @@ _WORD = re.compile(r"[^\W_]+")
 _LEAD_IN = re.compile(r"^\s*(?:sure|certainly|of course|okay|ok)?[!,.]?\s*here(?:'s| is)\b[^\n]{0,80}:\s*\n+",
                       re.IGNORECASE)
 
-UNFAITHFUL_REASONS = ("empty", "low_overlap", "low_coverage", "too_short", "too_long")
+UNFAITHFUL_REASONS = ("empty", "repetitive", "low_overlap", "low_coverage", "too_short", "too_long")
+_REPETITION = RepetitionFilter()  # the corpus's n-gram size and Jaccard, so a rewrite meets its segment's bar
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ def faithfulness(rewrite: str, segment: str, cfg: FaithfulnessConfig) -> Faithfu
     problem = None
     if not rewrite.strip() or not new:
         problem = "empty"
+    elif cfg.max_repeated_fraction is not None and repeated_fraction(
+            rewrite, _REPETITION.ngram, _REPETITION.jaccard) > cfg.max_repeated_fraction:
+        problem = "repetitive"
     elif cfg.min_overlap is not None and overlap < cfg.min_overlap:
         problem = "low_overlap"
     elif cfg.min_coverage is not None and coverage < cfg.min_coverage:
