@@ -320,8 +320,9 @@ def test_a_code_edit_reruns_the_stages_that_import_it_and_nothing_else(repo):
             assert set(status) == stages, module
         finally:
             (dest / module).write_text(original)
-    # a real rerun: the data package changed (the segment filters), so seed, raw and corpus rerun;
-    # their outputs are the same bytes, so DVC stops there (augment and everything after it are untouched)
+    # a real rerun: the data package changed (the segment filters), so seed, raw and corpus rerun, and
+    # rewrite@i (its faithfulness check applies the corpus's repetition rule); their outputs are the
+    # same bytes, so DVC stops there (augment and everything after it are untouched)
     filters = dest / "src/humpback/data/filters.py"
     original = filters.read_text()
     filters.write_text(original + "\n# an edit\n")
@@ -330,8 +331,8 @@ def test_a_code_edit_reruns_the_stages_that_import_it_and_nothing_else(repo):
     finally:
         filters.write_text(original)
     ran = {s for s in ALL_STAGES if f"Running stage '{s}'" in log}
-    assert ran == {"seed", "raw", "corpus"}, log
-    _run([str(BIN / "dvc"), "commit", "-f", "seed", "raw", "corpus"], dest, env)  # the lock back to the unedited file
+    assert ran == {"seed", "raw", "corpus", "rewrite@1", "rewrite@2"}, log
+    _run([str(BIN / "dvc"), "commit", "-f", "seed", "raw", "corpus", "rewrite@1", "rewrite@2"], dest, env)  # the lock back
     assert json.loads(_run([str(BIN / "dvc"), "status", "--json"], dest, env)) == {}
 
 
