@@ -70,7 +70,7 @@ def test_a_chat_models_lead_in_is_removed(text, expected, had):
 def _endpoint_cfg(url, **kw):
     return RewriteConfig(enabled=True, generation={"engine": "openai", "temperature": 0.0},
                          openai={"base_url": url, "model": "rewriter", "api_key_env": "HUMPBACK_TEST_KEY",
-                                 "max_retries": 0, "concurrency": 1, "timeout_s": 5}, chunk_size=2, **kw)
+                                 "max_retries": 0, "concurrency": 1, "timeout_s": 5}, **{"chunk_size": 2, **kw})
 
 
 def _run(pairs, out, cfg, factory=None):
@@ -121,6 +121,12 @@ def test_an_endpoint_rewrites_each_pair_and_a_rerun_asks_only_for_what_failed(fa
     bikes = next(r for r in table.to_pylist() if r["url"].endswith("bikes"))
     assert table.num_rows == 3 and not bikes["rewritten"] and bikes["response"] == TEXTS["bikes"]
     assert report.metrics(table.to_pylist())["kept_original"] == 1
+
+    # two curated pairs with the same instruction and segment share one request and one rewrite
+    twin = dict(pairs[0], id="twin")
+    asked = len(server.requests)
+    table, report = _run([pairs[0], twin], tmp_path / "twins", cfg)  # a new cache folder
+    assert len(server.requests) == asked + 1 and report.requested == 1 and table.num_rows == 2
 
     # pairs no longer curated leave the cache: it holds what a from-scratch run would
     _run(pairs[:1], tmp_path, cfg, _no_engine)

@@ -67,7 +67,7 @@ def _document(record, src: WarcSource, max_chars: int, where: str) -> Document:
     if record.rec_type != "response" or record.http_headers is None:
         return skip("not_response")  # warcinfo, request, metadata, revisit records
     content_type = record.http_headers.get_header("Content-Type") or ""
-    if not content_type.split(";")[0].strip().lower() in HTML_TYPES:
+    if content_type.split(";")[0].strip().lower() not in HTML_TYPES:
         return skip("not_html")
     if record.http_headers.get_statuscode() != "200":
         return skip("http_status")

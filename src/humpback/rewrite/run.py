@@ -106,8 +106,13 @@ def rewrite_pairs(pairs: list[dict], out_dir: str | Path, cfg: RewriteConfig, te
 
     cache = KeyedLines(Path(out_dir) / CACHE_FILE)
     keys = [pair_key(identity, p["instruction"], p["response"]) for p in pairs]
-    todo = list(dict.fromkeys(i for i, k in enumerate(keys) if "text" not in cache.entries.get(k, {})))
-    report = RewriteReport(pairs=len(pairs), requested=len(todo), reused=len(pairs) - len(todo))
+    # one request per missing key: two curated pairs with the same instruction and segment share it
+    first: dict[str, int] = {}
+    for i, k in enumerate(keys):
+        if "text" not in cache.entries.get(k, {}):
+            first.setdefault(k, i)
+    todo = list(first.values())
+    report = RewriteReport(pairs=len(pairs), requested=len(todo), reused=len(set(keys)) - len(todo))
     errors: list[str] = []
     if todo:
         engine = engine_factory()
