@@ -4,11 +4,16 @@
     dvc repro corpus
     python pipeline/corpus.py --raw data/raw --out data/corpus --metrics metrics/corpus.json
 
-Reads `corpus.*` and the raw corpus node data/raw (stage `raw`), nothing else. Each document is
-split at its headers, filtered with the paper's rules (600-3,000 characters, header heuristics,
-repetitive sentences, English only) and deduplicated (exact + MinHash LSH). Writes
-data/corpus/part-*.parquet, data/corpus/manifest.json (every segmented document's url, name,
-licence and kept count) and metrics/corpus.json (kept count and drops by reason; they add up).
+Reads `corpus.*` and the raw corpus node data/raw (stage `raw`), nothing else. A datatrove pipeline
+of `corpus.tasks` tasks: each document is split at its headers, filtered with the paper's rules
+(600-3,000 characters, header heuristics, repetitive sentences, English only) and deduplicated (exact,
+then MinHash near-duplicates, on disk). Writes data/corpus/part-*.parquet, data/corpus/manifest.json
+(each document the kept segments come from: url, name, licence and kept count) and metrics/corpus.json
+(kept count and drops by reason; they add up).
+
+Where the tasks run is `corpus_run` (not a DVC param: the bytes are the same): `local` (a process per
+core), `ray` (on `ray.address`) or `slurm` (sbatch job arrays). A killed or failed run keeps its
+finished tasks in `corpus_run.work_dir`, and the next run does only the rest.
 """
 
 import logging
@@ -18,9 +23,11 @@ import time
 import click
 
 from _common import load_params, params_option, run_stage
+from humpback.core.config import RayConfig
 from humpback.core.files import write_json
-from humpback.data.config import CorpusConfig
+from humpback.data.config import CorpusConfig, CorpusRunConfig
 from humpback.data.corpus import build_corpus
+from humpback.data.executors import CorpusRunError
 
 log = logging.getLogger("humpback.corpus")
 
@@ -32,12 +39,13 @@ log = logging.getLogger("humpback.corpus")
 @click.option("--metrics", "metrics_path", default="metrics/corpus.json", show_default=True)
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 def main(params_path: str, raw_dir: str, out: str, metrics_path: str, progress: bool) -> None:
-    cfg = load_params(params_path, corpus=CorpusConfig).corpus
+    params = load_params(params_path, corpus=CorpusConfig, corpus_run=CorpusRunConfig, ray=RayConfig)
+    cfg = params.corpus
     start = time.perf_counter()
     shutil.rmtree(out, ignore_errors=True)
     try:
-        report = build_corpus(cfg, raw_dir, out, progress=progress)
-    except FileNotFoundError as exc:
+        report = build_corpus(cfg, raw_dir, out, progress=progress, run=params.corpus_run, ray=params.ray)
+    except (FileNotFoundError, CorpusRunError) as exc:
         raise click.ClickException(str(exc)) from None
     metrics = report.metrics()
     write_json(metrics_path, metrics)

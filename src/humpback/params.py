@@ -15,7 +15,7 @@ from pydantic import ConfigDict, model_validator
 from humpback.augment.config import AugmentConfig
 from humpback.core.config import ITERATIONS, Iterations, Loaded, RayConfig, read_params, validate
 from humpback.curate.config import CurateConfig
-from humpback.data.config import CorpusConfig, RawConfig, SeedConfig
+from humpback.data.config import CorpusConfig, CorpusRunConfig, RawConfig, SeedConfig
 from humpback.evaluate.config import EvaluateConfig
 from humpback.models.config import ModelConfig, VLLMConfig
 from humpback.prompts.config import PromptsConfig
@@ -32,6 +32,7 @@ class Config(Loaded):
     seed: SeedConfig = SeedConfig()
     raw: RawConfig = RawConfig()
     corpus: CorpusConfig = CorpusConfig()
+    corpus_run: CorpusRunConfig = CorpusRunConfig()
     prompts: PromptsConfig = PromptsConfig()
     train: TrainConfig = TrainConfig()
     train_backward: dict[str, Any] = TRAIN_BACKWARD_DEMO

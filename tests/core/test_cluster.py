@@ -277,3 +277,25 @@ def test_the_augment_stage_on_the_cluster_named_by_RAY_ADDRESS_loses_a_worker_an
     assert run.data.tags["humpback.ran_on"].startswith(f"Ray ({ray_head})")
     assert run.data.params["augment.generation.max_new_tokens"] == "16" and "vllm.tensor_parallel_size" not in run.data.params
     assert pq.read_table(shard_files(tmp_path / "ray")[0]).num_rows == 2
+
+
+def test_the_corpus_steps_on_ray_write_the_bytes_of_the_local_run(ray_head, tmp_path):
+    """datatrove's Ray executor runs the corpus stage's tasks on the cluster the model stages use."""
+    from humpback.data.config import CorpusConfig, CorpusRunConfig, FilesSource, RawConfig
+    from humpback.data.corpus import build_corpus
+    from humpback.data.raw import build_raw
+
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    for i, topic in enumerate(["tea", "bikes", "tea", "gardening", "sourdough", "bikes"]):
+        (pages / f"p{i}.md").write_text(f"# Page {i}\n\n## {topic.title()}\n\n{TEXTS[topic]}\n")
+    build_raw(RawConfig(path=str(pages), sources=[FilesSource(type="files", path=str(pages))]), tmp_path / "raw",
+              progress=False)
+    cfg = CorpusConfig(tasks=2, max_segments=None, max_segments_per_document=None, min_chars=300,
+                       dedup={"exact": False, "buckets": 2, "hashes_per_bucket": 4})  # 3 steps, not 5: CI time
+    there = build_corpus(cfg, tmp_path / "raw", tmp_path / "ray", progress=False, ray=RayConfig(address=ray_head),
+                         run=CorpusRunConfig(executor="ray", workers=2, work_dir=str(tmp_path / "w1")))
+    here = build_corpus(cfg, tmp_path / "raw", tmp_path / "local", progress=False,
+                        run=CorpusRunConfig(work_dir=str(tmp_path / "w2")))
+    assert there.metrics() == here.metrics() and there.metrics()["segments"]["dropped"]["near_duplicate"] > 0
+    assert [p.read_bytes() for p in shard_files(tmp_path / "ray")] == [p.read_bytes() for p in shard_files(tmp_path / "local")]

@@ -1,5 +1,4 @@
 import gzip
-import itertools
 import json
 import logging
 
@@ -9,11 +8,9 @@ import pytest
 from _texts import TEXTS
 from humpback.core.config import ConfigError
 from humpback.core.shards import RAW_SCHEMA, SEGMENT_SCHEMA, read_table, shard_files
-from humpback.data import corpus as corpus_mod
-from humpback.data.config import CorpusConfig, FilesSource, RawConfig
+from humpback.data.config import CorpusConfig, CorpusRunConfig, FilesSource, RawConfig
 from humpback.data.corpus import build_corpus
 from humpback.data.raw import build_raw, iter_raw, snapshot_packages
-from humpback.data.sources import Document
 from humpback.params import parse_config
 
 
@@ -43,10 +40,16 @@ def _corpus_config(**kw):
     return CorpusConfig(**{"shard_size": 2, "min_chars": 300, **kw})
 
 
+def _run(tmp_path, **kw):
+    return CorpusRunConfig(**{"work_dir": str(tmp_path / "work"), **kw})
+
+
 def _build(tmp_path, raw_cfg, corpus_cfg=None, name="out"):
     """raw -> corpus as the two stages run them; returns both reports."""
     raw = build_raw(raw_cfg, tmp_path / f"{name}-raw", progress=False)
-    corpus = build_corpus(corpus_cfg or _corpus_config(), tmp_path / f"{name}-raw", tmp_path / name, progress=False)
+    corpus = build_corpus(corpus_cfg or _corpus_config(), tmp_path / f"{name}-raw", tmp_path / name, progress=False,
+                          run=_run(tmp_path))
+    assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())  # a build that ends well cleans up
     return raw, corpus
 
 
@@ -62,9 +65,10 @@ def test_build_corpus_counts_add_up_and_bad_input_is_skipped(tmp_path, caplog):
     segs = m["segments"]
     assert m["documents"]["read"] == docs["kept"] == 6
     assert segs["kept"] + sum(segs["dropped"].values()) == segs["input"]
-    # copy.md sorts first: "Copy" is kept and its own "Brewing" sub-section is a near copy of it; so is
-    # guide.md's "Brewing". "Guides" holds two sections, so it is different enough to keep.
-    assert segs["dropped"] == {"exact_duplicate": 1, "near_duplicate": 2}
+    # Exact copies go first: the repeated compost row, and guide.md's "Brewing" (copy.md's "Brewing" is the
+    # same text). copy.md sorts first: "Copy" is kept and its own "Brewing" sub-section is a near copy of
+    # it. "Guides" holds two sections, so it is different enough to keep.
+    assert segs["dropped"] == {"exact_duplicate": 2, "near_duplicate": 1}
     assert segs["kept"] == 6
     for name in ("binary.md", "huge.txt", "empty.txt", "image.png"):
         assert any(name in r.getMessage() for r in caplog.records), name
@@ -132,18 +136,29 @@ def test_shards_are_deterministic_and_round_trip(tmp_path):
     assert "https://x/compost" in raw["url"].to_pylist() and set(raw["source"].to_pylist()) == {"files"}
 
 
-def test_stream_stops_at_cap_without_reading_everything(tmp_path, monkeypatch):
-    """An endless document stream still ends at max_segments: nothing reads the whole corpus first."""
-
-    def endless(*_args, **_kwargs):
-        for i in itertools.count():
-            yield Document("files", f"doc{i}", f"# Part {i}\n\n" + TEXTS["tea"] + f" Document number {i} is unique.", "markdown")
-
-    monkeypatch.setattr(corpus_mod, "iter_raw", endless)
-    cfg = CorpusConfig(max_segments=3, dedup={"near": False})
-    report = build_corpus(cfg, tmp_path / "raw", tmp_path / "out", progress=False)
-    assert report.segments_kept == 3 and report.capped
-    assert report.documents_read == 4  # the fourth document hit the cap
+def test_caps_are_counted_and_the_manifest_stops_at_the_last_document_used(tmp_path):
+    """max_segments and max_segments_per_document apply after dedup, in the documents' order, whatever the
+    tasks: every segment past them is counted under its cap, and the manifest ends where the cap did."""
+    d = tmp_path / "many"
+    d.mkdir()
+    for i in range(6):
+        body = "\n\n".join(f"## {topic.title()} {i}\n\n{TEXTS[topic]} Page {i}, part {k}."
+                           for k, topic in enumerate(("tea", "bikes", "gardening")))
+        (d / f"page{i}.md").write_text(f"# Page {i}\n\n{body}\n")
+    raw = build_raw(_raw_config(d), tmp_path / "raw", progress=False)
+    assert raw.metrics()["documents"]["kept"] == 6
+    runs = {}
+    for tasks in (1, 4):
+        cfg = _corpus_config(tasks=tasks, max_segments=5, max_segments_per_document=2, dedup={"near": False})
+        runs[tasks] = build_corpus(cfg, tmp_path / "raw", tmp_path / f"out{tasks}", progress=False, run=_run(tmp_path))
+    for report in runs.values():
+        m = report.metrics()
+        assert m["segments"]["kept"] == 5 and m["stopped_at_max_segments"]
+        assert m["segments"]["kept"] + sum(m["segments"]["dropped"].values()) == m["segments"]["input"]
+        assert m["segments"]["dropped"]["document_cap"] == 2 and m["segments"]["dropped"]["max_segments"] > 0
+        assert [(e["url"].rsplit("/", 1)[-1], e["segments_kept"]) for e in report.documents] == [
+            ("page0.md", 2), ("page1.md", 2), ("page2.md", 1)]
+    assert [p.read_bytes() for p in shard_files(tmp_path / "out1")] == [p.read_bytes() for p in shard_files(tmp_path / "out4")]
 
 
 def test_package_snapshot_is_byte_stable_and_keeps_its_provenance(tmp_path):
@@ -204,7 +219,7 @@ def test_missing_source_path_is_a_clear_error(tmp_path):
         build_raw(cfg, tmp_path / "out", progress=False)
     (tmp_path / "empty-raw").mkdir()
     with pytest.raises(FileNotFoundError, match="dvc repro raw"):
-        build_corpus(CorpusConfig(), tmp_path / "empty-raw", tmp_path / "out", progress=False)
+        build_corpus(CorpusConfig(), tmp_path / "empty-raw", tmp_path / "out", progress=False, run=_run(tmp_path))
 
 
 def test_row_files_name_the_row_and_bound_the_text(tmp_path):

@@ -1,6 +1,6 @@
 from _texts import TEXTS
 from humpback.data.config import DedupConfig, HeaderFilter, LanguageFilter, RepetitionFilter
-from humpback.data.dedup import Deduplicator, content_id
+from humpback.data.dedup import content_id, duplicates_within
 from humpback.data.filters import (
     header_reason,
     language_reason,
@@ -50,12 +50,21 @@ def test_language_filter():
 
 
 def test_dedup_exact_and_near_copy():
-    d = Deduplicator(DedupConfig())
-    assert d.reason(PROSE) is None
-    assert d.reason("  " + PROSE.upper() + "\n") == "exact_duplicate"  # case and spacing do not hide a copy
+    """The in-file check of `humpback segment`: the stage's normalisation and MinHash bands."""
     near = PROSE.replace("thousands of years", "many centuries").replace("stronger, malty", "strong, malty")
-    assert d.reason(near) == "near_duplicate"
-    assert d.reason(TEXTS["bikes"]) is None
+    texts = [PROSE, "  " + PROSE.upper() + "\n", near, TEXTS["bikes"]]  # case and spacing do not hide a copy
+    assert duplicates_within(texts, DedupConfig()) == [None, "exact_duplicate", "near_duplicate", None]
+    assert duplicates_within(texts, DedupConfig(exact=False, near=False)) == [None] * 4
+    assert duplicates_within(texts, DedupConfig(exact=False)) == [None, "near_duplicate", "near_duplicate", None]
+
+
+def test_old_dedup_keys_say_what_replaced_them():
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="corpus.dedup.threshold is gone.*buckets and hashes_per_bucket"):
+        DedupConfig(threshold=0.8)
+    assert round(DedupConfig().similarity, 2) == 0.72
 
 
 def test_content_id_is_stable_and_exact():

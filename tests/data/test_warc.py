@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from humpback.data.config import CorpusConfig, RawConfig, WarcSource
+from humpback.data.config import CorpusConfig, CorpusRunConfig, RawConfig, WarcSource
 from humpback.data.corpus import build_corpus
 from humpback.data.raw import build_raw
 
@@ -69,7 +69,8 @@ def test_every_warc_record_is_a_document_or_counted_and_the_pages_segment_at_the
     assert all(r["source"] == "warc" and r["format"] == "html" and r["date"] == DATE for r in rows)
 
     corpus = build_corpus(CorpusConfig(max_segments=None, max_segments_per_document=None, max_chars=3000),
-                          tmp_path / "raw", tmp_path / "corpus", progress=False)
+                          tmp_path / "raw", tmp_path / "corpus", progress=False,
+                          run=CorpusRunConfig(work_dir=str(tmp_path / "work")))
     kept = [r for f in sorted((tmp_path / "corpus").glob("*.parquet")) for r in pq.read_table(f).to_pylist()]
     headers = {r["header"] for r in kept}
     assert {"keyword — Testing for Python keywords", "colorsys — Conversions between color systems",

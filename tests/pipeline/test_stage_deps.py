@@ -129,7 +129,7 @@ def test_core_and_common_are_deps_of_every_stage():
     ("score", "src/humpback/models", "src/humpback/models/encoding.py"),
     ("train_m0", "src/humpback/models/loading.py", "src/humpback/models/loading.py"),
     ("evaluate", "src/humpback/evaluate", "src/humpback/evaluate/sets.py"),
-    ("corpus", "src/humpback/data", "src/humpback/data/raw.py"),
+    ("corpus", "src/humpback/data", "src/humpback/data/steps.py"),
 ])
 def test_the_check_fails_when_a_used_module_is_dropped(stage, dep, module):
     stages = _stages()

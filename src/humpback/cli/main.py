@@ -227,7 +227,7 @@ def segment_cmd(path: str, fmt: str, params_path: str, show_text: bool) -> None:
       humpback segment page.html --show-text
     """
     from humpback.data.config import CorpusConfig
-    from humpback.data.dedup import Deduplicator
+    from humpback.data.dedup import duplicates_within
     from humpback.data.filters import segment_reason
     from humpback.data.segment import format_for_suffix, segment
     from humpback.params import load_config
@@ -240,10 +240,12 @@ def segment_cmd(path: str, fmt: str, params_path: str, show_text: bool) -> None:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise click.ClickException(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    dedup = Deduplicator(cfg.dedup)
+    segments = segment(text, fmt, cfg.html_main_content)
+    reasons = [segment_reason(seg.header, seg.text, cfg) for seg in segments]
+    passed = iter(duplicates_within([seg.text for seg, r in zip(segments, reasons) if r is None], cfg.dedup))
     kept = 0
-    for seg in segment(text, fmt, cfg.html_main_content):
-        reason = segment_reason(seg.header, seg.text, cfg) or dedup.reason(seg.text)
+    for seg, reason in zip(segments, reasons):
+        reason = reason or next(passed)
         kept += reason is None
         verdict = click.style("kept", fg="green") if reason is None else click.style(reason, fg="yellow")
         click.echo(f"{verdict:<28} {len(seg.text):>6} chars  {'#' * seg.level} {seg.header or '(no header)'}")

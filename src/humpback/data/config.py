@@ -167,16 +167,40 @@ class LanguageFilter(Section):
 
 
 class DedupConfig(Section):
+    """Exact duplicates (the normalised text) first, then MinHash near-duplicates of what is left, both
+    with datatrove's multi-stage dedup on disk (:mod:`humpback.data.corpus`). Near: the segments whose
+    word ``shingle_words``-grams agree on all ``hashes_per_bucket`` MinHashes of any one of ``buckets``
+    bands; likely above a Jaccard similarity of about (1/buckets)^(1/hashes_per_bucket): 0.72 for 14 x 8
+    (FineWeb's setting; a pair at 0.8 is caught with probability 0.92)."""
+
     exact: bool = True
     near: bool = True
-    threshold: Fraction = 0.8
-    num_perm: Annotated[int, Field(ge=16, le=1024)] = 128
     shingle_words: PositiveInt = 5
+    buckets: Annotated[int, Field(ge=1, le=64)] = 14
+    hashes_per_bucket: Annotated[int, Field(ge=1, le=32)] = 8
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gone(cls, value):
+        gone = sorted(k for k in ("threshold", "num_perm") if isinstance(value, dict) and k in value)
+        if gone:
+            raise ValueError(f"corpus.dedup.{gone[0]} is gone: near-duplicates are found by datatrove's MinHash, set "
+                             "by corpus.dedup.buckets and hashes_per_bucket (likely duplicates above a Jaccard "
+                             "similarity of about (1/buckets)^(1/hashes_per_bucket))")
+        return value
+
+    @property
+    def similarity(self) -> float:
+        """The Jaccard similarity at which a pair is caught with probability about one half."""
+        return (1 / self.buckets) ** (1 / self.hashes_per_bucket)
 
 
 class CorpusConfig(Section):
     """Segments from the raw documents in data/raw: split at headers, filtered, deduplicated."""
 
+    # datatrove tasks: data/raw is cut into this many contiguous blocks of documents, one task each. The
+    # output depends on it (where duplicates meet), not on how many run at once (corpus_run.workers).
+    tasks: Annotated[int, Field(ge=1, le=65_000)] = 4
     max_segments: PositiveInt | None = 16  # demo cap; null = the whole corpus
     max_segments_per_document: PositiveInt | None = 2  # demo: spread the cap over many documents
     shard_size: PositiveInt = 16  # demo; at scale about 10,000 segments per shard
@@ -204,4 +228,39 @@ class CorpusConfig(Section):
     def _length_window(self) -> "CorpusConfig":
         if self.min_chars > self.max_chars:
             raise ValueError(f"min_chars ({self.min_chars}) must not exceed max_chars ({self.max_chars})")
+        return self
+
+
+class SlurmConfig(Section):
+    """datatrove's Slurm executor: one sbatch job array per step, each waiting on the one before."""
+
+    partition: str | None = None  # required with executor: slurm
+    time: str = "4:00:00"  # per task, sbatch's --time
+    cpus_per_task: PositiveInt = 1
+    mem_per_cpu_gb: Annotated[float, Field(gt=0)] = 2
+    qos: str = "normal"
+    env_command: str | None = None  # run before each task, e.g. "source .venv/bin/activate"
+    sbatch_args: dict[str, str] = {}  # more #SBATCH options, e.g. {account: my-project}
+    poll_seconds: Annotated[float, Field(gt=0)] = 30  # how often the stage looks for finished tasks
+
+
+class CorpusRunConfig(Section):
+    """Where the corpus stage's datatrove pipeline runs. Not a DVC param of the stage: the same
+    ``corpus.tasks`` give the same bytes whichever executor and however many workers run them."""
+
+    executor: Literal["local", "ray", "slurm"] = "local"
+    # Tasks at once: local, processes (null = every core of this machine); ray, tasks in flight (null =
+    # every task); slurm, the job array's parallelism (null = no limit).
+    workers: PositiveInt | None = None
+    # Signatures, duplicate lists, per-task output and datatrove's logs; deleted when the stage ends well,
+    # kept on a failure so a rerun does only the tasks that did not finish. ray/slurm: shared storage.
+    work_dir: str = ".humpback/corpus"
+    cpus_per_task: Annotated[float, Field(gt=0)] = 1  # ray
+    mem_per_cpu_gb: Annotated[float, Field(gt=0)] = 1  # ray
+    slurm: SlurmConfig = SlurmConfig()
+
+    @model_validator(mode="after")
+    def _slurm_partition(self) -> "CorpusRunConfig":
+        if self.executor == "slurm" and not self.slurm.partition:
+            raise ValueError("executor slurm needs slurm.partition (the partition sbatch submits to)")
         return self

@@ -1,25 +1,40 @@
-"""Build the unlabelled corpus: raw documents (data/raw) -> segments -> filters -> dedup -> Parquet shards.
+"""Build the unlabelled corpus: raw documents (data/raw) -> segments -> filters -> dedup -> Parquet shards,
+as a datatrove pipeline (the library FineWeb was built with).
 
-Everything streams: one document is in memory at a time, shards are flushed as they fill, and the
-dedup index holds hashes of kept segments only. The report's counts add up: every segment that was
-looked at is either kept or dropped for exactly one reason, and likewise every document.
+The plan, each step run by datatrove's executors (:mod:`humpback.data.executors`) over ``corpus.tasks``
+tasks, task r reading the r-th contiguous block of data/raw:
+
+1. ``segment``: read, cut at headers, the paper's filters (:mod:`humpback.data.steps`); each task's
+   segments go to a Parquet file, and its exact-dedup (or MinHash) signatures to disk.
+2. exact dedup (``exact-find``, one task; ``exact-filter``, every task): datatrove's sorted merge of the
+   signatures keeps the first of equal texts; the MinHash signatures are taken of what is left.
+3. MinHash (``minhash-buckets``, a task per band; ``minhash-cluster``, one task): datatrove's
+   near-duplicate pairs per band, then clusters, one segment kept of each.
+4. ``finish``, here: the tasks' files in task order (the documents' stored order) less the
+   duplicates, the per-document and total caps, written as shards of ``corpus.shard_size``.
+
+Memory stays flat: a task holds a batch of rows and its signatures, the merges stream sorted files,
+and the clusters hold only the segments that have duplicates. The same ``tasks`` give the same bytes
+however many workers ran them and wherever. The report's counts add up: every segment is kept or
+dropped for exactly one reason, and every document is used or skipped for one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from humpback.core.shards import SEGMENT_SCHEMA, ShardWriter
-from humpback.data.config import CorpusConfig
-from humpback.data.dedup import Deduplicator, content_id
-from humpback.data.filters import segment_reason
-from humpback.data.raw import iter_raw
-from humpback.data.segment import segment
+from humpback.core.config import RayConfig
+from humpback.core.shards import SEGMENT_SCHEMA, ShardWriter, shard_files
+from humpback.data.config import CorpusConfig, CorpusRunConfig
+from humpback.data.executors import Step, run_steps, step_counts
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +48,9 @@ class CorpusReport:
     segments_dropped: Counter = field(default_factory=Counter)
     kept_chars: list[int] = field(default_factory=list, repr=False)
     shards: list[str] = field(default_factory=list)
-    documents: list[dict] = field(default_factory=list)  # provenance of each segmented document, with its kept count
+    # every segmented document, in order, with its kept count; under the max_segments cap, those up to
+    # the last one a kept segment comes from
+    documents: list[dict] = field(default_factory=list)
     capped: bool = False
 
     def metrics(self) -> dict:
@@ -56,53 +73,146 @@ class CorpusReport:
         }
 
 
-def build_corpus(cfg: CorpusConfig, raw_dir: str | Path, out_dir: str | Path, progress: bool = True) -> CorpusReport:
+@dataclass
+class _Plan:
+    steps: list[Step]
+    last: Path  # the task files the finish reads
+    finish_filter: str | None  # "exact" | "near": the dedup filter the finish applies
+
+
+def work_key(cfg: CorpusConfig, raw_dir: str | Path) -> str:
+    """The work folder of one build: its settings, its input and this code. A rerun of the same build
+    resumes its finished tasks; anything else starts afresh."""
+    here = Path(__file__).parent
+    code = b"".join(p.read_bytes() for p in sorted(here.glob("*.py")))
+    raw = [p.name for p in shard_files(raw_dir)]
+    blob = json.dumps([cfg.model_dump(mode="json"), raw, str(Path(raw_dir).resolve())]).encode() + code
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def plan(cfg: CorpusConfig, raw_dir: str | Path, work: Path) -> _Plan:
+    from humpback.data.dedup import exact_config, minhash_config
+    from humpback.data.steps import ReadRaw, ReadTask, Segment, WriteTask, minhash_signature, segment_filters
+
+    d, tasks = cfg.dedup, cfg.tasks
+    first = [ReadRaw(raw_dir), Segment(work / "documents", cfg.html_main_content), *segment_filters(cfg), WriteTask(work / "segments")]
+    steps, last, finish_filter = [Step("segment", first, tasks)], work / "segments", None
+    if d.exact:
+        from datatrove.pipeline.dedup.exact_dedup import ExactDedupFilter, ExactDedupSignature, ExactFindDedups
+
+        first.append(ExactDedupSignature(str(work / "exact-sigs"), config=exact_config()))
+        steps.append(Step("exact-find", [ExactFindDedups(str(work / "exact-sigs"), str(work / "exact-dups"),
+                                                         config=exact_config())], 1))
+        if d.near:
+            steps.append(Step("exact-filter", [ReadTask(work / "segments"),
+                                               ExactDedupFilter(str(work / "exact-dups"), config=exact_config()),
+                                               WriteTask(work / "unique"), minhash_signature(work / "minhash-sigs", d)],
+                              tasks))
+            last = work / "unique"
+        else:
+            finish_filter = "exact"
+    elif d.near:
+        first.append(minhash_signature(work / "minhash-sigs", d))
+    if d.near:
+        from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets, MinhashDedupCluster
+
+        mh = minhash_config(d)
+        steps.append(Step("minhash-buckets", [MinhashDedupBuckets(str(work / "minhash-sigs"),
+                                                                  str(work / "minhash-pairs"), config=mh)], d.buckets))
+        steps.append(Step("minhash-cluster", [MinhashDedupCluster(str(work / "minhash-pairs"),
+                                                                  str(work / "minhash-remove"), config=mh)], 1))
+        finish_filter = "near"
+    return _Plan(steps, last, finish_filter)
+
+
+def build_corpus(cfg: CorpusConfig, raw_dir: str | Path, out_dir: str | Path, progress: bool = True,
+                 run: CorpusRunConfig | None = None, ray: RayConfig | None = None) -> CorpusReport:
+    if not shard_files(raw_dir):
+        raise FileNotFoundError(f"{raw_dir} holds no raw documents: run `dvc repro raw` (see raw.sources)")
+    run = run or CorpusRunConfig()
+    work = Path(run.work_dir) / work_key(cfg, raw_dir)
+    p = plan(cfg, raw_dir, work)
+    run_steps(p.steps, run, ray or RayConfig(), work)
     report = CorpusReport()
-    dedup = Deduplicator(cfg.dedup)
+    _count_steps(report, p, work)
+    _finish(cfg, p, work, out_dir, report, progress)
+    dropped = sum(report.segments_dropped.values())
+    if report.segments_kept + dropped != report.segments_input:  # every segment kept or dropped for one reason
+        raise RuntimeError(f"corpus counts do not add up: {report.segments_kept} kept + {dropped} dropped != "
+                           f"{report.segments_input} segments; the work folder {work} is kept for a look")
+    shutil.rmtree(work, ignore_errors=True)
+    return report
+
+
+def _count_steps(report: CorpusReport, p: _Plan, work: Path) -> None:
+    segment = step_counts(work, p.steps[0])
+    read, cut = segment[0], segment[1]
+    report.documents_read = read["documents"]
+    report.documents_skipped.update({k.removeprefix("skipped_"): v for k, v in cut.items() if k.startswith("skipped_")})
+    report.segments_input = cut["segments"]
+    for rule in segment[2:6]:
+        report.segments_dropped.update({k.removeprefix("dropped_"): v for k, v in rule.items()
+                                        if k.startswith("dropped_")})
+    exact_filter = next((s for s in p.steps if s.name == "exact-filter"), None)
+    if exact_filter is not None:
+        report.segments_dropped["exact_duplicate"] += step_counts(work, exact_filter)[1]["dropped"]
+
+
+def _finish(cfg: CorpusConfig, p: _Plan, work: Path, out_dir: str | Path, report: CorpusReport, progress: bool) -> None:
+    """The tasks' files in task order, less the duplicates and past the caps, as the output shards."""
+    from humpback.data.steps import read_rows, read_task, task_rows
+
     writer = ShardWriter(out_dir, SEGMENT_SCHEMA, cfg.shard_size)
-    docs = iter_raw(raw_dir)
-    bar = tqdm(docs, desc="corpus", unit="doc", disable=not progress, mininterval=1.0)
-    for doc in bar:
-        report.documents_read += 1
-        try:
-            segments = segment(doc.text, doc.format, cfg.html_main_content)
-        except Exception as exc:  # a parser choking on one page must not end the stage
-            log.warning("skipping %s: cannot segment as %s (%s)", doc.url, doc.format, exc)
-            report.documents_skipped["unparseable"] += 1
-            continue
-        if not segments:
-            report.documents_skipped["no_segments"] += 1
-            continue
-        kept_here = 0
-        for seg in segments:
+    reason = {"exact": "exact_duplicate", "near": "near_duplicate"}.get(p.finish_filter)
+    kept_per_doc: Counter = Counter()
+    total = sum(task_rows(p.last, r) for r in range(cfg.tasks))
+    bar = tqdm(total=total, desc="corpus", unit="seg", disable=not progress, mininterval=1.0)
+    for rank in range(cfg.tasks):
+        rows = task_rows(p.last, rank)
+        docs = _dedup_filter(p, work, read_task(p.last, rank), rank, cfg.tasks)
+        passed = 0
+        for doc in docs:
+            passed += 1
+            meta = doc.metadata
             if cfg.max_segments is not None and report.segments_kept >= cfg.max_segments:
                 report.capped = True
-                break
-            report.segments_input += 1
-            if cfg.max_segments_per_document is not None and kept_here >= cfg.max_segments_per_document:
-                reason = "document_cap"
-            else:
-                reason = segment_reason(seg.header, seg.text, cfg) or dedup.reason(seg.text)
-            if reason:
-                report.segments_dropped[reason] += 1
+                report.segments_dropped["max_segments"] += 1
                 continue
-            writer.add(
-                {
-                    "id": content_id(seg.text),
-                    "text": seg.text,
-                    "source": doc.source,
-                    "url": doc.url,
-                    "header": seg.header,
-                    "n_chars": len(seg.text),
-                }
-            )
-            kept_here += 1
+            if cfg.max_segments_per_document is not None and kept_per_doc[meta["doc"]] >= cfg.max_segments_per_document:
+                report.segments_dropped["document_cap"] += 1
+                continue
+            kept_per_doc[meta["doc"]] += 1
+            writer.add({"id": doc.id, "text": doc.text, "source": meta["source"], "url": meta["url"],
+                        "header": meta["header"], "n_chars": len(doc.text)})
             report.segments_kept += 1
-            report.kept_chars.append(len(seg.text))
-        report.documents.append({"url": doc.url, "name": doc.name, "license": doc.license, "segments_kept": kept_here})
-        bar.set_postfix(kept=report.segments_kept, refresh=False)
-        if report.capped:
-            break
+            report.kept_chars.append(len(doc.text))
+            bar.set_postfix(kept=report.segments_kept, refresh=False)
+        if reason:
+            report.segments_dropped[reason] += rows - passed
+        bar.update(rows)
     bar.close()
-    report.shards = [p.name for p in writer.close()]
-    return report
+    report.shards = [path.name for path in writer.close()]
+    last = max(kept_per_doc) if report.capped else None
+    for rank in range(cfg.tasks):
+        for row in read_rows(work / "documents", rank):
+            if last is not None and row["doc"] > last:
+                break
+            report.documents.append({"url": row["url"], "name": row["name"], "license": row["license"],
+                                     "segments_kept": kept_per_doc[row["doc"]]})
+    report.segments_dropped = Counter({k: v for k, v in report.segments_dropped.items() if v})
+
+
+def _dedup_filter(p: _Plan, work: Path, docs, rank: int, tasks: int):
+    if p.finish_filter == "near":
+        from datatrove.pipeline.dedup.minhash import MinhashDedupFilter
+
+        if not (work / "minhash-remove" / f"{rank:06d}.remove").exists():
+            return docs  # nothing of this task is a near-duplicate (datatrove would warn)
+        return MinhashDedupFilter(str(work / "minhash-remove")).run(docs, rank, tasks)
+    if p.finish_filter == "exact":
+        from datatrove.pipeline.dedup.exact_dedup import ExactDedupFilter
+
+        from humpback.data.dedup import exact_config
+
+        return ExactDedupFilter(str(work / "exact-dups"), config=exact_config()).run(docs, rank, tasks)
+    return docs

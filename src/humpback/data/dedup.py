@@ -1,9 +1,11 @@
-"""Exact and near-duplicate removal over a stream of segments.
+"""Content ids, and the settings of datatrove's exact and MinHash deduplication as the corpus runs them.
 
-Exact: a hash of the case- and whitespace-normalised text. Near: MinHash over word shingles with
-datasketch's LSH index, so a query costs about the same however many segments came before.
-Memory grows with the number of *kept* segments (16 bytes each for exact, ``num_perm`` 8-byte
-hash values each for near), never with their text.
+The corpus stage finds duplicates with datatrove's multi-stage dedup on disk (:mod:`humpback.data.corpus`):
+signatures per task, then a sorted merge per hash bucket, then clusters, then a filter. Memory stays
+flat however many segments there are. This module holds what every step must agree on: the text
+that counts as "the same" (case and whitespace folded), the word tokenizer (``\\w+``, as the
+repetition filter, :class:`humpback.data.steps.Words`; datatrove's English default needs NLTK's punkt
+data from the network), and the hash functions (sha1 from hashlib: datatrove's xxhash path needs xxhash < 4).
 """
 
 from __future__ import annotations
@@ -25,42 +27,54 @@ def content_id(text: str) -> str:
     return content_key(text, length=16)
 
 
-class Deduplicator:
-    """``reason(text)`` is None for a new segment (and remembers it), else the drop reason."""
+def exact_content(doc) -> str:
+    """What exact dedup compares: the normalised text (a module-level function: tasks pickle it)."""
+    return normalise(doc.text)
 
-    def __init__(self, cfg: DedupConfig):
-        self.cfg = cfg
-        self._seen: set[bytes] = set()
-        self._lsh = None
-        self._n = 0
+
+def first_task_first(doc) -> int:
+    """Exact dedup keeps the highest priority of equal texts: the earliest task, so the first occurrence."""
+    return 65_535 - doc.metadata["task"]
+
+
+def exact_config():
+    from datatrove.pipeline.dedup.exact_dedup import ExactDedupConfig
+    from datatrove.utils.hashing import HashConfig
+
+    return ExactDedupConfig(content_getter=exact_content, document_priority=first_task_first,
+                            hash_config=HashConfig(precision=64, hash_fc="sha1"))
+
+
+def minhash_config(cfg: DedupConfig):
+    from datatrove.pipeline.dedup.minhash import MinhashConfig
+    from datatrove.utils.hashing import HashConfig
+
+    return MinhashConfig(n_grams=cfg.shingle_words, num_buckets=cfg.buckets, hashes_per_bucket=cfg.hashes_per_bucket,
+                         seed=1, hash_config=HashConfig(precision=64, hash_fc="sha1"))
+
+
+def duplicates_within(texts: list[str], cfg: DedupConfig) -> list[str | None]:
+    """For a handful of texts (one file, in `humpback segment`): each one's duplicate reason against the
+    texts before it that were kept, with the same normalisation and the same MinHash bands as the stage."""
+    from humpback.data.steps import minhash_signature
+
+    sig = minhash_signature("memory://unused", cfg)
+    seen: set[str] = set()
+    bands: set[tuple[int, tuple]] = set()
+    reasons: list[str | None] = []
+    for text in texts:
+        key = normalise(text)
+        if cfg.exact and key in seen:
+            reasons.append("exact_duplicate")
+            continue
+        mine: set[tuple[int, tuple]] = set()
         if cfg.near:
-            from datasketch import MinHashLSH
-
-            self._lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
-
-    def _minhash(self, text: str):
-        from datasketch import MinHash
-
-        words = _WORD.findall(text.lower())
-        k = self.cfg.shingle_words
-        shingles = {" ".join(words[i : i + k]) for i in range(max(1, len(words) - k + 1))}
-        m = MinHash(num_perm=self.cfg.num_perm, seed=1)
-        m.update_batch([s.encode("utf-8") for s in shingles])
-        return m
-
-    def reason(self, text: str) -> str | None:
-        if self.cfg.exact:
-            key = content_key(normalise(text), length=32)
-            if key in self._seen:
-                return "exact_duplicate"
-        m = None
-        if self._lsh is not None:
-            m = self._minhash(text)
-            if self._lsh.query(m):
-                return "near_duplicate"
-        if self.cfg.exact:
-            self._seen.add(key)
-        if m is not None:
-            self._lsh.insert(str(self._n), m)
-        self._n += 1
-        return None
+            shingles = sig.get_shingles(text)
+            mine = {(i, tuple(b)) for i, b in enumerate(sig.get_signature(shingles))} if shingles.size else set()
+            if mine & bands:
+                reasons.append("near_duplicate")
+                continue
+        seen.add(key)
+        bands |= mine
+        reasons.append(None)
+    return reasons

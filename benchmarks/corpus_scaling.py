@@ -1,0 +1,188 @@
+"""The corpus stage on datatrove: 1 against 2 workers and earlier stages on the same real pages, and
+its peak memory from 1k to 100k segments.
+
+    apt-get install python3.11-doc                      # 530 real HTML pages nobody here wrote
+    python benchmarks/corpus_scaling.py [--pages DIR] [--before REV ...] [--segments 1000 --segments 100000] [--out FILE]
+
+1. Throughput: data/raw from the pages (a `files` source), then in one run, each in a fresh
+   interpreter: the corpus stage of each ``--before`` revision (one process, as it was), and today's
+   with ``workers`` 1 and 2 (``tasks`` 4). No cap, the paper's 600-3,000 characters. Reports input
+   segments/s and pages/s; ratios, not seconds, carry over to another machine.
+2. Memory: synthetic documents of 10 header segments each, every segment distinct English prose that
+   passes the filters (words drawn from the pages), so every one reaches both dedup steps. Peak RSS of
+   the stage's whole process tree (the stage and its workers, polled), at each ``--segments``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import click
+
+sys.path.insert(0, str(Path(__file__).parent))
+ROOT = Path(__file__).resolve().parents[1]
+
+CORPUS_RUN = """
+import json, sys, time
+from humpback.data import config as c
+from humpback.data.corpus import build_corpus
+raw, out, workers, tasks, work = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+new = hasattr(c, "CorpusRunConfig")
+cfg = c.CorpusConfig(max_segments=None, max_segments_per_document=None, max_chars=3000, **({"tasks": tasks} if new else {}))
+kw = {"run": c.CorpusRunConfig(workers=workers, work_dir=work)} if new else {}
+start = time.perf_counter()
+report = build_corpus(cfg, raw, out, progress=False, **kw)
+seconds = time.perf_counter() - start
+m = report.metrics()
+print(json.dumps({"seconds": round(seconds, 2), "documents": m["documents"]["read"], "input_segments": m["segments"]["input"],
+                  "kept": m["segments"]["kept"], "dropped": m["segments"]["dropped"]}))
+"""
+
+
+class PeakRSS(threading.Thread):
+    """The largest sum of RSS over a process and its children, polled."""
+
+    def __init__(self, pid: int, every: float = 0.05):
+        super().__init__(daemon=True)
+        self.pid, self.every, self.peak, self.done = pid, every, 0, False
+
+    def run(self):
+        import psutil
+
+        try:
+            root = psutil.Process(self.pid)
+            while not self.done:
+                total = 0
+                for p in [root, *root.children(recursive=True)]:
+                    try:
+                        total += p.memory_info().rss
+                    except psutil.Error:
+                        pass
+                self.peak = max(self.peak, total)
+                time.sleep(self.every)
+        except psutil.Error:
+            pass
+
+
+def _corpus(raw: Path, out: Path, src: Path, workers: int, tasks: int, work: Path) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    proc = subprocess.Popen([sys.executable, "-c", CORPUS_RUN, str(raw), str(out), str(workers), str(tasks), str(work)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = PeakRSS(proc.pid)
+    peak.start()
+    stdout, stderr = proc.communicate()
+    peak.done = True
+    peak.join()
+    if proc.returncode:
+        raise RuntimeError(stderr[-3000:])
+    result = json.loads(stdout.strip().splitlines()[-1])
+    result["input_segments_per_s"] = round(result["input_segments"] / result["seconds"], 1)
+    result["pages_per_s"] = round(result["documents"] / result["seconds"], 1)
+    result["peak_rss_mib"] = round(peak.peak / 2**20)
+    return result
+
+
+def _vocabulary(raw: Path, size: int = 3000) -> list[str]:
+    from humpback.core.shards import read_shards
+
+    words = Counter()
+    for table in read_shards(raw):
+        for text in table["text"].to_pylist():
+            words.update(w for w in re.findall(r"[a-z]{3,10}", re.sub(r"<[^>]+>", " ", text)))
+    return [w for w, _ in words.most_common(size)]
+
+
+def _synthetic_raw(vocab: list[str], segments: int, folder: Path) -> None:
+    """segments/10 documents of 10 header sections, each about 900 characters of distinct sentences."""
+    import pyarrow as pa
+
+    from humpback.core.shards import RAW_SCHEMA, ShardWriter
+    from humpback.data.dedup import content_id
+
+    rng = random.Random(0)
+
+    def sentence() -> str:
+        words = rng.choices(vocab, k=rng.randint(8, 16))
+        return " ".join(words).capitalize() + "."
+
+    with ShardWriter(folder, RAW_SCHEMA, 1000) as writer:
+        for d in range(segments // 10):
+            sections = [f"## {' '.join(rng.choices(vocab, k=3)).title()}\n\n" + " ".join(sentence() for _ in range(9))
+                        for _ in range(10)]
+            text = "\n\n".join(sections)
+            writer.add({"id": content_id(text), "source": "files", "url": f"synthetic://{d}", "name": None,
+                        "license": None, "format": "markdown", "text": text, "date": None})
+    del pa
+
+
+@click.command(help=__doc__)
+@click.option("--pages", "pages_dir", default="/usr/share/doc/python3.11/html", show_default=True,
+              type=click.Path(exists=True, file_okay=False))
+@click.option("--before", multiple=True, help="A git revision whose corpus stage runs beside today's (repeatable).")
+@click.option("--segments", multiple=True, type=int, help="Synthetic segment counts for the memory run (repeatable).")
+@click.option("--tasks", default=4, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None)
+def main(pages_dir, before, segments, tasks, out):
+    from _machine import cpu_name
+
+    from humpback.data.config import FilesSource, RawConfig
+    from humpback.data.raw import build_raw
+
+    root = Path(pages_dir)
+    pages = sorted(root.rglob("*.html"))
+    result = {"cpu": cpu_name(), "cores": os.cpu_count(), "pages": len(pages), "pages_dir": pages_dir, "tasks": tasks}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        only_pages = tmp / "pages"
+        for page in pages:
+            (only_pages / page.relative_to(root)).parent.mkdir(parents=True, exist_ok=True)
+            (only_pages / page.relative_to(root)).write_bytes(page.read_bytes())
+        build_raw(RawConfig(path="/", sources=[FilesSource(type="files", path=str(only_pages))]), tmp / "raw",
+                  progress=False)
+        runs = {}
+        for rev in before:
+            old = tmp / f"before-{rev}"
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(old), rev], check=True)
+            try:
+                runs[f"before {rev}"] = _corpus(tmp / "raw", tmp / f"out-{rev}", old / "src", 1, tasks, tmp / "w")
+            finally:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)], check=True)
+        for workers in (1, 2):
+            runs[f"datatrove, {workers} worker(s)"] = _corpus(tmp / "raw", tmp / f"out-{workers}", ROOT / "src",
+                                                               workers, tasks, tmp / "w")
+        same = [p.read_bytes() for p in sorted((tmp / "out-1").glob("*.parquet"))] == \
+               [p.read_bytes() for p in sorted((tmp / "out-2").glob("*.parquet"))]
+        result["throughput"] = runs
+        result["same_bytes_1_and_2_workers"] = same
+        two, one = runs["datatrove, 2 worker(s)"], runs["datatrove, 1 worker(s)"]
+        result["second_core_speedup"] = round(two["input_segments_per_s"] / one["input_segments_per_s"], 2)
+        for rev in before:
+            b = runs[f"before {rev}"]
+            result[f"speedup_over_{rev}"] = {
+                "input_segments_per_s": round(two["input_segments_per_s"] / b["input_segments_per_s"], 2),
+                "pages_per_s": round(two["pages_per_s"] / b["pages_per_s"], 2)}
+        if segments:
+            vocab = _vocabulary(tmp / "raw")
+            result["memory"] = {}
+            for n in segments:
+                _synthetic_raw(vocab, n, tmp / f"syn-{n}")
+                r = _corpus(tmp / f"syn-{n}", tmp / f"syn-out-{n}", ROOT / "src", 2, tasks, tmp / "w")
+                result["memory"][str(n)] = r
+                click.echo(f"{n} segments: {r}", err=True)
+    click.echo(json.dumps(result, indent=2))
+    if out:
+        Path(out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""Run the corpus stage's datatrove steps with datatrove's executors: local, Ray or Slurm.
+
+Each step of the plan (:class:`Step`) runs ``tasks`` tasks, one after another step: datatrove
+marks a finished task in ``<work>/logs/<step>/completions``, so a rerun after a crash or a kill does
+only the tasks that did not finish. What a task counted comes back from its stats file, whichever
+machine ran it, which is why the work folder must be shared storage for Ray and Slurm.
+
+- ``local``: a process pool of ``corpus_run.workers`` (every core by default) on this machine.
+- ``ray``: datatrove's Ray executor on ``ray.address`` (else ``$RAY_ADDRESS``, else a Ray started
+  here), the cluster the model stages use.
+- ``slurm``: datatrove's Slurm executor, one sbatch job array per step, each depending on the one
+  before; the stage waits for the last, reading the completions, and stops with the log folder named
+  if a job left the queue unfinished.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from humpback.core.config import RayConfig
+from humpback.data.config import CorpusRunConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Step:
+    name: str  # a folder name: <work>/logs/<name>
+    pipeline: list
+    tasks: int
+
+
+class CorpusRunError(RuntimeError):
+    """A step whose tasks did not all finish; its work stays for a rerun."""
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _logging_dir(work: Path, step: Step) -> str:
+    return str(Path(work).resolve() / "logs" / step.name)
+
+
+def _local(step: Step, run: CorpusRunConfig, work: Path, depends=None):
+    from datatrove.executor import LocalPipelineExecutor
+
+    workers = min(run.workers or default_workers(), step.tasks)
+    # fork: the tasks start in a blink and inherit the imports (forkserver re-imports per task)
+    return LocalPipelineExecutor(step.pipeline, tasks=step.tasks, workers=workers, logging_dir=_logging_dir(work, step),
+                                 start_method="fork", depends=depends)
+
+
+def _ray(step: Step, run: CorpusRunConfig, work: Path, depends=None):
+    from datatrove.executor.ray import RayPipelineExecutor
+
+    return RayPipelineExecutor(step.pipeline, tasks=step.tasks, workers=run.workers or -1,
+                               logging_dir=_logging_dir(work, step), cpus_per_task=run.cpus_per_task,
+                               mem_per_cpu_gb=run.mem_per_cpu_gb, depends=depends)
+
+
+def slurm_executor(step: Step, run: CorpusRunConfig, work: Path, depends=None):
+    from datatrove.executor.slurm import SlurmPipelineExecutor
+
+    s = run.slurm
+    return SlurmPipelineExecutor(
+        step.pipeline, tasks=step.tasks, time=s.time, partition=s.partition, cpus_per_task=s.cpus_per_task,
+        mem_per_cpu_gb=s.mem_per_cpu_gb, workers=run.workers or -1, job_name=f"humpback-corpus-{step.name}",
+        qos=s.qos, env_command=s.env_command, sbatch_args=dict(s.sbatch_args) or None, depends=depends,
+        logging_dir=_logging_dir(work, step), mail_type="NONE")
+
+
+def _ray_up(cfg: RayConfig) -> None:
+    import ray
+
+    from humpback.core.cluster import ray_address
+
+    if not ray.is_initialized():
+        # "local" for a Ray here: a bare init() would join whatever /tmp/ray says last ran
+        ray.init(address=ray_address(cfg) or "local", log_to_driver=False)
+
+
+def step_counts(work: Path, step: Step) -> list[Counter]:
+    """What each pipeline step of ``step`` counted, summed over its tasks' stats files."""
+    counts = [Counter() for _ in step.pipeline]
+    for rank in range(step.tasks):
+        with open(Path(_logging_dir(work, step)) / "stats" / f"{rank:05d}.json") as f:
+            for i, stat in enumerate(json.load(f)):
+                for label, value in stat["stats"].items():
+                    counts[i][label] += int(value["total"] if isinstance(value, dict) else value)
+    return counts
+
+
+def _unfinished(executor, step: Step) -> list[int]:
+    return executor.get_incomplete_ranks(range(step.tasks), skip_completed=True)
+
+
+def quiet_datatrove() -> None:
+    """datatrove prints each task's pipeline and stats to stderr; they stay in its log files
+    (``<work>/logs/<step>/logs``) and only errors and warnings come through."""
+    import datatrove.executor.base as base
+    import datatrove.utils.logging as trove_logging
+    from loguru import logger
+
+    if getattr(base, "_humpback_quiet", False):
+        return
+    add_task_logger = trove_logging.add_task_logger
+
+    def default_logger():
+        logger.remove()
+        logger.add(sys.stderr, level="WARNING", colorize=False)
+
+    def task_logger(logging_dir, rank, local_rank=0, node_rank=-1):
+        return add_task_logger(logging_dir, rank, max(local_rank, 1), node_rank=node_rank)  # stderr: errors only
+
+    trove_logging.setup_default_logger = default_logger
+    base.add_task_logger = task_logger
+    base._humpback_quiet = True
+    default_logger()
+
+
+def run_steps(steps: list[Step], run: CorpusRunConfig, ray: RayConfig, work: Path) -> None:
+    """Run ``steps`` in order, each to the end of all its tasks; raise :class:`CorpusRunError` otherwise."""
+    quiet_datatrove()
+    if run.executor == "slurm":
+        return _run_slurm(steps, run, work)
+    if run.executor == "ray":
+        _ray_up(ray)
+    for step in steps:
+        executor = (_ray if run.executor == "ray" else _local)(step, run, work)
+        started = time.perf_counter()
+        executor.run()
+        missing = _unfinished(executor, step)
+        if missing:
+            raise CorpusRunError(f"corpus step {step.name}: tasks {missing} did not finish; see "
+                                 f"{_logging_dir(work, step)}/logs (a rerun does only those)")
+        log.info("corpus step %s: %d task(s) in %.1fs", step.name, step.tasks, time.perf_counter() - started)
+
+
+def _run_slurm(steps: list[Step], run: CorpusRunConfig, work: Path) -> None:
+    if shutil.which("sbatch") is None:
+        raise CorpusRunError("corpus_run.executor is slurm but sbatch is not on PATH: run the stage on a Slurm "
+                             "login node, or use executor local or ray")
+    executors = []
+    for step in steps:
+        executors.append(slurm_executor(step, run, work, depends=executors[-1] if executors else None))
+    executors[-1].run()  # submits every step, each job array depending on the one before
+    for executor, step in zip(executors, steps):
+        while missing := _unfinished(executor, step):
+            if executor.job_id and not _in_queue(executor.job_id):
+                raise CorpusRunError(f"corpus step {step.name} (Slurm job {executor.job_id}) left the queue with "
+                                     f"tasks {missing} unfinished; see {_logging_dir(work, step)}/logs and "
+                                     f"{executor.slurm_logs_folder}; a rerun submits only those")
+            time.sleep(run.slurm.poll_seconds)
+        log.info("corpus step %s: %d task(s) done on Slurm", step.name, step.tasks)
+
+
+def _in_queue(job_id: str) -> bool:
+    out = subprocess.run(["squeue", "-h", "-j", str(job_id)], capture_output=True, text=True)
+    return out.returncode == 0 and bool(out.stdout.strip())

@@ -1,0 +1,162 @@
+"""Where the corpus stage's datatrove tasks run: the same bytes for the same tasks with 1 or 2 local
+workers, a crashed run resumed task by task, and datatrove's Slurm executor through sbatch and srun
+stand-ins that run each job array here (no Slurm runs on this machine)."""
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from _texts import TEXTS
+from humpback.core.config import ConfigError
+from humpback.core.shards import shard_files
+from humpback.data import steps
+from humpback.data.config import CorpusConfig, CorpusRunConfig, FilesSource, RawConfig
+from humpback.data.corpus import build_corpus
+from humpback.data.executors import CorpusRunError
+from humpback.data.raw import build_raw
+from humpback.params import parse_config
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory):
+    """Twelve pages, some sharing sections exactly or nearly, as data/raw."""
+    root = tmp_path_factory.mktemp("corpus-run")
+    d = root / "pages"
+    d.mkdir()
+    topics = ("tea", "bikes", "gardening", "sourdough", "astronomy")
+    for i in range(12):
+        # every third page repeats the tea section word for word; the others nearly repeat each other's
+        a, b = ("tea", "", ) if i % 3 == 0 else (topics[i % 5], f" Page {i}."), topics[(i + 2) % 5]
+        a, tail = a
+        (d / f"page{i:02d}.md").write_text(f"# Page {i}\n\n## {a.title()}\n\n{TEXTS[a]}{tail}\n\n"
+                                           f"## {b.title()}\n\n{TEXTS[b]} Noted on page {i}.\n")
+    build_raw(RawConfig(path=str(d), sources=[FilesSource(type="files", path=str(d))]), root / "raw", progress=False)
+    return root / "raw"
+
+
+CFG = CorpusConfig(tasks=3, max_segments=None, max_segments_per_document=None, min_chars=300, shard_size=4,
+                   dedup={"buckets": 4, "hashes_per_bucket": 4})
+
+
+def _outputs(out: Path, report) -> dict:
+    files = {p.name: p.read_bytes() for p in shard_files(out)}
+    return {"shards": files, "metrics": json.dumps(report.metrics()), "documents": report.documents}
+
+
+def test_one_or_two_workers_write_the_same_bytes(raw, tmp_path):
+    one = build_corpus(CFG, raw, tmp_path / "one", progress=False, run=CorpusRunConfig(workers=1, work_dir=str(tmp_path / "w1")))
+    two = build_corpus(CFG, raw, tmp_path / "two", progress=False, run=CorpusRunConfig(workers=2, work_dir=str(tmp_path / "w2")))
+    assert _outputs(tmp_path / "one", one) == _outputs(tmp_path / "two", two)
+    dropped = one.metrics()["segments"]["dropped"]
+    assert dropped["exact_duplicate"] > 0 and dropped["near_duplicate"] > 0  # both dedup steps did work
+    assert one.segments_kept + sum(dropped.values()) == one.segments_input
+
+
+def test_a_crashed_run_resumes_with_the_tasks_that_did_not_finish(raw, tmp_path, monkeypatch):
+    """Task 1 dies on its second document: task 0 stays done, and the rerun segments only the documents
+    of tasks 1 and 2; the result is the bytes of a run that never crashed."""
+    run = CorpusRunConfig(workers=1, work_dir=str(tmp_path / "work"))
+    cut, content_id = steps.segment, steps.content_id
+    seen: list[str] = []
+
+    def dies_on_page_5(text):
+        if "Noted on page 5." in text:
+            raise MemoryError("killed")  # not a parser error: the task dies
+        return content_id(text)
+
+    monkeypatch.setattr(steps, "segment", lambda text, *a: seen.append(text.split("\n", 1)[0]) or cut(text, *a))
+    monkeypatch.setattr(steps, "content_id", dies_on_page_5)
+    with pytest.raises(MemoryError):
+        build_corpus(CFG, raw, tmp_path / "out", progress=False, run=run)
+    assert seen == [f"# Page {i}" for i in range(6)]  # task 0 (pages 0-3), then task 1 up to page 5
+    (done,) = (tmp_path / "work").iterdir()
+    assert sorted(p.name for p in (done / "logs" / "segment" / "completions").iterdir()) == ["00000"]
+
+    seen.clear()
+    monkeypatch.setattr(steps, "content_id", content_id)
+    resumed = build_corpus(CFG, raw, tmp_path / "out", progress=False, run=run)
+    assert seen == [f"# Page {i}" for i in range(4, 12)]
+    clean = build_corpus(CFG, raw, tmp_path / "clean", progress=False, run=CorpusRunConfig(work_dir=str(tmp_path / "w2")))
+    assert _outputs(tmp_path / "out", resumed) == _outputs(tmp_path / "clean", clean)
+    assert not any((tmp_path / "work").iterdir())
+
+
+FAKE_SBATCH = r'''#!PYTHON
+"""sbatch as a one-machine Slurm would run it: each array index of the script, now, in order."""
+import os, re, subprocess, sys
+args, script = sys.argv[1:-1], sys.argv[-1]
+counter = os.path.join(os.environ["FAKE_SLURM_DIR"], "jobs")
+job = sum(1 for _ in open(counter)) + 1 if os.path.exists(counter) else 1
+with open(counter, "a") as f:
+    f.write(" ".join(args) + "\n")
+env = dict(os.environ, SLURM_NODELIST="localhost", SLURM_JOB_ID=str(job))
+for a in args:
+    if a.startswith("--export=ALL,"):
+        env.update(kv.split("=", 1) for kv in a[len("--export=ALL,"):].split(","))
+text = open(script).read()
+first, last = map(int, re.search(r"#SBATCH --array=(\d+)-(\d+)", text).groups())
+if not os.environ.get("FAKE_SLURM_LOSE_JOBS"):
+    for i in range(first, last + 1):
+        with open(os.path.join(os.environ["FAKE_SLURM_DIR"], f"job{job}_{i}.log"), "w") as log:
+            subprocess.run(["bash", script], env=dict(env, SLURM_ARRAY_TASK_ID=str(i)), stdout=log, stderr=log)
+print(f"Submitted batch job {job}")
+'''
+FAKE_SRUN = r'''#!PYTHON
+"""srun -l -n N CMD...: run CMD here."""
+import os, sys
+args = sys.argv[1:]
+while args and args[0].startswith("-"):
+    args = args[2:] if args[0] == "-n" else args[1:]
+os.execvp(args[0], args)
+'''
+
+
+def _fake_slurm(tmp_path, monkeypatch) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in (("sbatch", FAKE_SBATCH), ("srun", FAKE_SRUN), ("squeue", "#!/bin/sh\nexit 0\n"),
+                       ("scontrol", "#!/bin/sh\necho localhost\n")):  # scontrol show hostnames $SLURM_NODELIST
+        path = bin_dir / name
+        path.write_text(body.replace("#!PYTHON", f"#!{sys.executable}"))
+        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SLURM_DIR", str(tmp_path))
+    return tmp_path / "jobs"
+
+
+SLURM = {"executor": "slurm", "slurm": {"partition": "cpu", "time": "0:10:00", "poll_seconds": 0.1}}
+SMALL = CFG.model_copy(update={"tasks": 2, "dedup": CFG.dedup.model_copy(update={"exact": False, "buckets": 2})})
+
+
+def test_slurm_runs_each_step_as_a_job_array_after_the_one_before(raw, tmp_path, monkeypatch):
+    jobs = _fake_slurm(tmp_path, monkeypatch)
+    run = CorpusRunConfig(**SLURM, work_dir=str(tmp_path / "work"))
+    report = build_corpus(SMALL, raw, tmp_path / "slurm", progress=False, run=run)
+    local = build_corpus(SMALL, raw, tmp_path / "local", progress=False, run=CorpusRunConfig(work_dir=str(tmp_path / "w")))
+    assert _outputs(tmp_path / "slurm", report) == _outputs(tmp_path / "local", local)
+    submitted = jobs.read_text().splitlines()
+    # segment, minhash-buckets, minhash-cluster, each followed by its stats merge; each step after the first
+    # waits for the one before
+    arrays = [line for line in submitted if "RUN_OFFSET" in line]
+    assert len(arrays) == 3 and "--dependency" not in arrays[0]
+    assert "--dependency=afterok:1" in arrays[1] and "--dependency=afterok:3" in arrays[2]
+
+
+def test_slurm_names_the_job_that_left_the_queue_unfinished(raw, tmp_path, monkeypatch):
+    _fake_slurm(tmp_path, monkeypatch)
+    monkeypatch.setenv("FAKE_SLURM_LOSE_JOBS", "1")
+    run = CorpusRunConfig(**SLURM, work_dir=str(tmp_path / "work"))
+    with pytest.raises(CorpusRunError, match=r"corpus step segment \(Slurm job 1\) left the queue with tasks \[0, 1\]"):
+        build_corpus(SMALL, raw, tmp_path / "out", progress=False, run=run)
+
+
+def test_slurm_needs_a_partition_and_sbatch(raw, tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="corpus_run.*slurm.partition"):
+        parse_config({"corpus_run": {"executor": "slurm"}})
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(CorpusRunError, match="sbatch is not on PATH"):
+        build_corpus(SMALL, raw, tmp_path / "out", progress=False, run=CorpusRunConfig(**SLURM, work_dir=str(tmp_path)))
