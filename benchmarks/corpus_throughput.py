@@ -17,7 +17,7 @@ import time
 import click
 
 from humpback.data.config import CorpusConfig
-from humpback.data.dedup import Deduplicator
+from humpback.data.dedup import exact_config
 from humpback.data.filters import header_reason, language_reason, length_reason, repetition_reason
 from humpback.data.segment import segment
 from humpback.data.sources import iter_python_packages
@@ -43,8 +43,15 @@ def main(documents: int) -> None:
     window = [s for s in segments if length_reason(s.text, cfg.min_chars, cfg.max_chars) is None]
     timed("repetition filter", lambda s: repetition_reason(s.text, cfg.repetition), window)
     timed("language id", lambda s: language_reason(s.text, cfg.language), window)
-    dedup = Deduplicator(cfg.dedup)
-    timed("dedup (exact+minhash)", lambda s: dedup.reason(s.text), window)
+    # dedup's per-segment work: the exact hash and the MinHash signature (the merges after it stream
+    # sorted files and grow with the duplicates, not the segments)
+    from datatrove.utils.hashing import create_hash_func
+
+    from humpback.data.steps import minhash_signature
+
+    exact_hash, sig = create_hash_func(exact_config().hash_config), minhash_signature("memory://x", cfg.dedup)
+    timed("dedup signatures", lambda s: (exact_hash(" ".join(s.text.lower().split())),
+                                         sig.get_signature(sig.get_shingles(s.text))), window)
 
     total = sum(timings.values())
     chars = sum(len(s.text) for s in segments)

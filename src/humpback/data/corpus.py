@@ -96,7 +96,10 @@ def plan(cfg: CorpusConfig, raw_dir: str | Path, work: Path) -> _Plan:
 
     d, tasks = cfg.dedup, cfg.tasks
     first = [ReadRaw(raw_dir), Segment(work / "documents", cfg.html_main_content), *segment_filters(cfg), WriteTask(work / "segments")]
-    steps, last, finish_filter = [Step("segment", first, tasks)], work / "segments", None
+    from humpback.data.filters import detect_language
+
+    steps = [Step("segment", first, tasks, warm=lambda: detect_language("warm"))]
+    last, finish_filter = work / "segments", None
     if d.exact:
         from datatrove.pipeline.dedup.exact_dedup import ExactDedupFilter, ExactDedupSignature, ExactFindDedups
 

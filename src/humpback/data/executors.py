@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,7 @@ class Step:
     name: str  # a folder name: <work>/logs/<name>
     pipeline: list
     tasks: int
+    warm: Callable[[], object] | None = None  # loads what every task needs, once, before local workers fork
 
 
 class CorpusRunError(RuntimeError):
@@ -138,6 +140,8 @@ def run_steps(steps: list[Step], run: CorpusRunConfig, ray: RayConfig, work: Pat
     for step in steps:
         executor = (_ray if run.executor == "ray" else _local)(step, run, work)
         started = time.perf_counter()
+        if run.executor == "local" and step.warm is not None:
+            step.warm()  # forked workers share it (the language model: 0.4 s a worker otherwise)
         executor.run()
         missing = _unfinished(executor, step)
         if missing:

@@ -75,17 +75,30 @@ class ReadRaw(PipelineStep):
         start, stop = task_block(sum(sizes), rank, world_size)
         offset = 0
         for path, size in zip(files, sizes):
-            if offset < stop and offset + size > start:
-                position = offset
-                for batch in pq.ParquetFile(path).iter_batches(batch_size=_BATCH):
-                    for row in batch.to_pylist():
-                        if start <= position < stop:
-                            self.stat_update("documents")
-                            yield Doc(text=row["text"], id=str(position), metadata={
-                                "format": row["format"], "source": row["source"], "url": row["url"],
-                                "name": row["name"], "license": row["license"], "doc": position})
-                        position += 1
+            lo, hi = max(start - offset, 0), min(stop - offset, size)
+            if lo < hi:
+                block = _raw_shard(path).slice(lo, hi - lo)
+                # raw documents run to megabytes: only a few rows at a time become Python objects
+                for i, row in enumerate((r for b in block.to_batches(max_chunksize=64) for r in b.to_pylist()),
+                                        start=offset + lo):
+                    self.stat_update("documents")
+                    yield Doc(text=row["text"], id=str(i), metadata={
+                        "format": row["format"], "source": row["source"], "url": row["url"],
+                        "name": row["name"], "license": row["license"], "doc": i})
             offset += size
+
+
+_SHARD: tuple[str, pa.Table] | None = None
+
+
+def _raw_shard(path: Path) -> pa.Table:
+    """One raw shard, read whole (Parquet reads a row group at once; slicing it is free) and kept for
+    the next task of this worker process, which most often reads the same shard."""
+    global _SHARD
+    if _SHARD is None or _SHARD[0] != str(path):
+        _SHARD = None  # one shard in memory at a time
+        _SHARD = (str(path), pq.read_table(path))
+    return _SHARD[1]
 
 
 class Segment(PipelineStep):
