@@ -29,10 +29,10 @@ def test_unknown_key_inside_a_source_uses_the_source_fields():
 
 
 def test_wrong_type_and_impossible_values_are_named():
-    msg = _error({"seed": {"heldout": "many"}, "corpus": {"shard_size": -3, "dedup": {"threshold": 7}}})
+    msg = _error({"seed": {"heldout": "many"}, "corpus": {"shard_size": -3, "repetition": {"jaccard": 7}}})
     assert "'seed.heldout'" in msg and "'many'" in msg
     assert "'corpus.shard_size'" in msg and "greater than 0" in msg
-    assert "'corpus.dedup.threshold'" in msg and "less than or equal to 1" in msg
+    assert "'corpus.repetition.jaccard'" in msg and "less than or equal to 1" in msg
 
 
 def test_choice_lists_allowed_values():

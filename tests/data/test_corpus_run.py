@@ -160,3 +160,14 @@ def test_slurm_needs_a_partition_and_sbatch(raw, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(CorpusRunError, match="sbatch is not on PATH"):
         build_corpus(SMALL, raw, tmp_path / "out", progress=False, run=CorpusRunConfig(**SLURM, work_dir=str(tmp_path)))
+
+
+def test_a_slurm_time_that_yaml_read_as_seconds_is_a_time_again():
+    """Regression: `dvc exp run -S` rewrites params.yaml without the quotes of "4:00:00", which YAML 1.1
+    then reads as 14400, and every stage's whole-file check failed."""
+    import yaml
+
+    written = yaml.safe_load("corpus_run:\n  slurm:\n    time: 4:00:00\n")
+    assert written["corpus_run"]["slurm"]["time"] == 14400
+    assert parse_config(written).corpus_run.slurm.time == "4:00:00"
+    assert parse_config({"corpus_run": {"slurm": {"time": 90}}}).corpus_run.slurm.time == "0:01:30"

@@ -1,6 +1,6 @@
 from _texts import TEXTS
 from humpback.data.config import DedupConfig, HeaderFilter, LanguageFilter, RepetitionFilter
-from humpback.data.dedup import content_id, duplicates_within
+from humpback.data.dedup import content_id
 from humpback.data.filters import (
     header_reason,
     language_reason,
@@ -8,6 +8,7 @@ from humpback.data.filters import (
     repeated_fraction,
     repetition_reason,
 )
+from humpback.data.steps import duplicates_within
 
 PROSE = TEXTS["tea"]
 

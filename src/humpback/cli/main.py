@@ -227,9 +227,9 @@ def segment_cmd(path: str, fmt: str, params_path: str, show_text: bool) -> None:
       humpback segment page.html --show-text
     """
     from humpback.data.config import CorpusConfig
-    from humpback.data.dedup import duplicates_within
     from humpback.data.filters import segment_reason
     from humpback.data.segment import format_for_suffix, segment
+    from humpback.data.steps import duplicates_within
     from humpback.params import load_config
 
     cfg = load_config(params_path).corpus if Path(params_path).exists() else CorpusConfig()

@@ -140,6 +140,14 @@ def _inside(path: Path, root: Path) -> bool:
     return path.parts[: len(root.parts)] == root.parts
 
 
+def _retired(value, keys: tuple[str, ...], message) -> object:
+    """A section's params as given, unless they hold a key that no longer exists: then what replaced it."""
+    found = sorted(k for k in keys if isinstance(value, dict) and k in value)
+    if found:
+        raise ValueError(message(found[0]))
+    return value
+
+
 class HeaderFilter(Section):
     drop_empty: bool = True
     drop_all_caps: bool = True
@@ -182,12 +190,10 @@ class DedupConfig(Section):
     @model_validator(mode="before")
     @classmethod
     def _gone(cls, value):
-        gone = sorted(k for k in ("threshold", "num_perm") if isinstance(value, dict) and k in value)
-        if gone:
-            raise ValueError(f"corpus.dedup.{gone[0]} is gone: near-duplicates are found by datatrove's MinHash, set "
-                             "by corpus.dedup.buckets and hashes_per_bucket (likely duplicates above a Jaccard "
-                             "similarity of about (1/buckets)^(1/hashes_per_bucket))")
-        return value
+        return _retired(value, ("threshold", "num_perm"), lambda k: (
+            f"corpus.dedup.{k} is gone: near-duplicates are found by datatrove's MinHash, set by corpus.dedup.buckets "
+            "and hashes_per_bucket (likely duplicates above a Jaccard similarity of about "
+            "(1/buckets)^(1/hashes_per_bucket))"))
 
     @property
     def similarity(self) -> float:
@@ -218,11 +224,9 @@ class CorpusConfig(Section):
     @model_validator(mode="before")
     @classmethod
     def _moved(cls, value):
-        moved = sorted(k for k in ("sources", "max_document_chars") if isinstance(value, dict) and k in value)
-        if moved:
-            raise ValueError(f"corpus.{moved[0]} is now raw.{moved[0]}: the raw corpus is its own stage and "
-                             "DVC node (data/raw); move the key to the `raw` section")
-        return value
+        return _retired(value, ("sources", "max_document_chars"), lambda k: (
+            f"corpus.{k} is now raw.{k}: the raw corpus is its own stage and DVC node (data/raw); move the key "
+            "to the `raw` section"))
 
     @model_validator(mode="after")
     def _length_window(self) -> "CorpusConfig":
@@ -236,6 +240,14 @@ class SlurmConfig(Section):
 
     partition: str | None = None  # required with executor: slurm
     time: str = "4:00:00"  # per task, sbatch's --time
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _seconds(cls, value):
+        # YAML 1.1 reads an unquoted 4:00:00 as 14400 (base 60), and `dvc exp run -S` drops the quotes
+        if isinstance(value, int) and not isinstance(value, bool):
+            return f"{value // 3600}:{value // 60 % 60:02d}:{value % 60:02d}"
+        return value
     cpus_per_task: PositiveInt = 1
     mem_per_cpu_gb: Annotated[float, Field(gt=0)] = 2
     qos: str = "normal"

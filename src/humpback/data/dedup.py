@@ -10,12 +10,8 @@ data from the network), and the hash functions (sha1 from hashlib: datatrove's x
 
 from __future__ import annotations
 
-import re
-
 from humpback.core.keys import content_key
 from humpback.data.config import DedupConfig
-
-_WORD = re.compile(r"\w+")
 
 
 def normalise(text: str) -> str:
@@ -51,30 +47,3 @@ def minhash_config(cfg: DedupConfig):
 
     return MinhashConfig(n_grams=cfg.shingle_words, num_buckets=cfg.buckets, hashes_per_bucket=cfg.hashes_per_bucket,
                          seed=1, hash_config=HashConfig(precision=64, hash_fc="sha1"))
-
-
-def duplicates_within(texts: list[str], cfg: DedupConfig) -> list[str | None]:
-    """For a handful of texts (one file, in `humpback segment`): each one's duplicate reason against the
-    texts before it that were kept, with the same normalisation and the same MinHash bands as the stage."""
-    from humpback.data.steps import minhash_signature
-
-    sig = minhash_signature("memory://unused", cfg)
-    seen: set[str] = set()
-    bands: set[tuple[int, tuple]] = set()
-    reasons: list[str | None] = []
-    for text in texts:
-        key = normalise(text)
-        if cfg.exact and key in seen:
-            reasons.append("exact_duplicate")
-            continue
-        mine: set[tuple[int, tuple]] = set()
-        if cfg.near:
-            shingles = sig.get_shingles(text)
-            mine = {(i, tuple(b)) for i, b in enumerate(sig.get_signature(shingles))} if shingles.size else set()
-            if mine & bands:
-                reasons.append("near_duplicate")
-                continue
-        seen.add(key)
-        bands |= mine
-        reasons.append(None)
-    return reasons

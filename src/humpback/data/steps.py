@@ -25,7 +25,7 @@ from datatrove.utils.word_tokenizers import WordTokenizer
 
 from humpback.core.shards import shard_files
 from humpback.data.config import CorpusConfig, DedupConfig
-from humpback.data.dedup import content_id, minhash_config
+from humpback.data.dedup import content_id, minhash_config, normalise
 from humpback.data.filters import header_reason, language_reason, length_reason, repetition_reason
 from humpback.data.segment import segment
 
@@ -294,3 +294,28 @@ def minhash_signature(folder: str | Path, cfg: DedupConfig):
     from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
 
     return MinhashDedupSignature(output_folder=str(folder), config=minhash_config(cfg), language=Words())
+
+
+def duplicates_within(texts: list[str], cfg: DedupConfig) -> list[str | None]:
+    """For a handful of texts (one file, in `humpback segment`): each one's duplicate reason against the
+    texts before it that were kept, with the same normalisation and the same MinHash bands as the stage."""
+    sig = minhash_signature("memory://unused", cfg)
+    seen: set[str] = set()
+    bands: set[tuple[int, tuple]] = set()
+    reasons: list[str | None] = []
+    for text in texts:
+        key = normalise(text)
+        if cfg.exact and key in seen:
+            reasons.append("exact_duplicate")
+            continue
+        mine: set[tuple[int, tuple]] = set()
+        if cfg.near:
+            shingles = sig.get_shingles(text)
+            mine = {(i, tuple(b)) for i, b in enumerate(sig.get_signature(shingles))} if shingles.size else set()
+            if mine & bands:
+                reasons.append("near_duplicate")
+                continue
+        seen.add(key)
+        bands |= mine
+        reasons.append(None)
+    return reasons
