@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from humpback.core.config import RayConfig
@@ -107,8 +108,9 @@ def _unfinished(executor, step: Step) -> list[int]:
 
 
 def quiet_datatrove() -> None:
-    """datatrove prints each task's pipeline and stats to stderr; they stay in its log files
-    (``<work>/logs/<step>/logs``) and only errors and warnings come through."""
+    """datatrove prints each task's pipeline and stats to stderr, and its dedup steps draw bars of their
+    own; the logs stay in its log files (``<work>/logs/<step>/logs``) and only errors and warnings
+    come through."""
     import datatrove.executor.base as base
     import datatrove.utils.logging as trove_logging
     from loguru import logger
@@ -126,6 +128,13 @@ def quiet_datatrove() -> None:
 
     trove_logging.setup_default_logger = default_logger
     base.add_task_logger = task_logger
+    # the dedup steps' own bars ("Reading dup files", ...) ignore --no-progress; the stage has its own
+    import datatrove.pipeline.dedup.exact_dedup as exact
+    import datatrove.pipeline.dedup.minhash as minhash
+    from tqdm import tqdm
+
+    for module in (exact, minhash):
+        module.tqdm = partial(tqdm, disable=True)
     base._humpback_quiet = True
     default_logger()
 
