@@ -171,3 +171,24 @@ def test_a_slurm_time_that_yaml_read_as_seconds_is_a_time_again():
     assert written["corpus_run"]["slurm"]["time"] == 14400
     assert parse_config(written).corpus_run.slurm.time == "4:00:00"
     assert parse_config({"corpus_run": {"slurm": {"time": 90}}}).corpus_run.slurm.time == "0:01:30"
+
+
+def test_the_tasks_read_every_document_of_many_raw_shards_once_in_order(raw, tmp_path):
+    """Task blocks cross raw shard boundaries (3 shards of 5, 5 and 2 documents here): every document is
+    read by exactly one task, and the tasks in order give data/raw's order, for any number of tasks."""
+    from humpback.core.shards import RAW_SCHEMA, ShardWriter, read_table
+    from humpback.data.steps import ReadRaw
+
+    rows = read_table(raw).to_pylist()
+    with ShardWriter(tmp_path / "raw", RAW_SCHEMA, 5) as writer:
+        for row in rows:
+            writer.add(row)
+    assert len(shard_files(tmp_path / "raw")) == 3
+    for tasks in (1, 2, 5, 16):
+        read = [d.text for r in range(tasks) for d in ReadRaw(tmp_path / "raw").run(rank=r, world_size=tasks)]
+        assert read == [row["text"] for row in rows], tasks
+    plain = CFG.model_copy(update={"tasks": 5, "dedup": CFG.dedup.model_copy(update={"exact": False, "near": False})})
+    report = build_corpus(plain, tmp_path / "raw", tmp_path / "out", progress=False,
+                          run=CorpusRunConfig(work_dir=str(tmp_path / "w")))
+    assert report.documents_read == len(rows) and "exact_duplicate" not in report.segments_dropped
+    assert report.segments_kept + sum(report.segments_dropped.values()) == report.segments_input

@@ -146,7 +146,9 @@ class _Replica:
         return pa.table({"index": batch["index"], "output": pa.array(outputs, pa.large_binary())})
 
 
-def _connect(address: str) -> dict:
+def connect(address: str) -> dict:
+    """Join (or, for "local", start) the Ray cluster at ``address``; its resources. A clear error where
+    Ray Data is not installed. The model stages' pools and the corpus stage's datatrove tasks use it."""
     try:
         import ray
         import ray.data  # noqa: F401  (its own dependencies: pandas, pyarrow)
@@ -181,7 +183,7 @@ def pool_size(cfg: RayConfig, resources: dict, gpus_per_replica: float, cpus_per
 
 def _run_on_ray(job: Job, units: Sequence[Unit], cfg: RayConfig, address: str,
                 progress: Callable[[int], None]) -> str:
-    resources = _connect(address)
+    resources = connect(address)
     import ray.data
 
     gpus_needed, engine = job.resources()

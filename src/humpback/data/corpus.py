@@ -92,12 +92,12 @@ def work_key(cfg: CorpusConfig, raw_dir: str | Path) -> str:
 
 def plan(cfg: CorpusConfig, raw_dir: str | Path, work: Path) -> _Plan:
     from humpback.data.dedup import exact_config, minhash_config
+    from humpback.data.filters import detect_language
     from humpback.data.steps import ReadRaw, ReadTask, Segment, WriteTask, minhash_signature, segment_filters
 
     d, tasks = cfg.dedup, cfg.tasks
-    first = [ReadRaw(raw_dir), Segment(work / "documents", cfg.html_main_content), *segment_filters(cfg), WriteTask(work / "segments")]
-    from humpback.data.filters import detect_language
-
+    first = [ReadRaw(raw_dir), Segment(work / "documents", cfg.html_main_content), *segment_filters(cfg),
+             WriteTask(work / "segments")]
     steps = [Step("segment", first, tasks, warm=lambda: detect_language("warm"))]
     last, finish_filter = work / "segments", None
     if d.exact:

@@ -54,21 +54,21 @@ def _logging_dir(work: Path, step: Step) -> str:
     return str(Path(work).resolve() / "logs" / step.name)
 
 
-def _local(step: Step, run: CorpusRunConfig, work: Path, depends=None):
+def _local(step: Step, run: CorpusRunConfig, work: Path):
     from datatrove.executor import LocalPipelineExecutor
 
     workers = min(run.workers or default_workers(), step.tasks)
     # fork: the tasks start in a blink and inherit the imports (forkserver re-imports per task)
     return LocalPipelineExecutor(step.pipeline, tasks=step.tasks, workers=workers, logging_dir=_logging_dir(work, step),
-                                 start_method="fork", depends=depends)
+                                 start_method="fork")
 
 
-def _ray(step: Step, run: CorpusRunConfig, work: Path, depends=None):
+def _ray(step: Step, run: CorpusRunConfig, work: Path):
     from datatrove.executor.ray import RayPipelineExecutor
 
     return RayPipelineExecutor(step.pipeline, tasks=step.tasks, workers=run.workers or -1,
                                logging_dir=_logging_dir(work, step), cpus_per_task=run.cpus_per_task,
-                               mem_per_cpu_gb=run.mem_per_cpu_gb, depends=depends)
+                               mem_per_cpu_gb=run.mem_per_cpu_gb)
 
 
 def slurm_executor(step: Step, run: CorpusRunConfig, work: Path, depends=None):
@@ -80,16 +80,6 @@ def slurm_executor(step: Step, run: CorpusRunConfig, work: Path, depends=None):
         mem_per_cpu_gb=s.mem_per_cpu_gb, workers=run.workers or -1, job_name=f"humpback-corpus-{step.name}",
         qos=s.qos, env_command=s.env_command, sbatch_args=dict(s.sbatch_args) or None, depends=depends,
         logging_dir=_logging_dir(work, step), mail_type="NONE")
-
-
-def _ray_up(cfg: RayConfig) -> None:
-    import ray
-
-    from humpback.core.cluster import ray_address
-
-    if not ray.is_initialized():
-        # "local" for a Ray here: a bare init() would join whatever /tmp/ray says last ran
-        ray.init(address=ray_address(cfg) or "local", log_to_driver=False)
 
 
 def step_counts(work: Path, step: Step) -> list[Counter]:
@@ -145,7 +135,9 @@ def run_steps(steps: list[Step], run: CorpusRunConfig, ray: RayConfig, work: Pat
     if run.executor == "slurm":
         return _run_slurm(steps, run, work)
     if run.executor == "ray":
-        _ray_up(ray)
+        from humpback.core.cluster import connect, ray_address
+
+        connect(ray_address(ray) or "local")  # "local": a Ray on this machine
     for step in steps:
         executor = (_ray if run.executor == "ray" else _local)(step, run, work)
         started = time.perf_counter()

@@ -38,15 +38,16 @@ def length_reason(text: str, min_chars: int, max_chars: int) -> str | None:
     return None
 
 
-_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
-_WORD = re.compile(r"\w+")
+# what a sentence and a word are, here and for the MinHash shingles (humpback.data.steps.Words)
+SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
+WORD = re.compile(r"\w+")
 
 
 def repeated_fraction(text: str, ngram: int, jaccard: float) -> float:
     """Share of sentences whose word n-gram set has Jaccard >= ``jaccard`` with an earlier one."""
     grams = []
-    for sentence in _SENTENCE_SPLIT.split(text):
-        words = _WORD.findall(sentence.lower())
+    for sentence in SENTENCE_SPLIT.split(text):
+        words = WORD.findall(sentence.lower())
         if not words:
             continue
         if len(words) < ngram:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +25,14 @@ from datatrove.utils.word_tokenizers import WordTokenizer
 from humpback.core.shards import shard_files
 from humpback.data.config import CorpusConfig, DedupConfig
 from humpback.data.dedup import content_id, minhash_config, normalise
-from humpback.data.filters import header_reason, language_reason, length_reason, repetition_reason
+from humpback.data.filters import (
+    SENTENCE_SPLIT,
+    WORD,
+    header_reason,
+    language_reason,
+    length_reason,
+    repetition_reason,
+)
 from humpback.data.segment import segment
 
 log = logging.getLogger(__name__)
@@ -131,10 +137,10 @@ class Segment(PipelineStep):
             return
         documents.add({k: meta[k] for k in DOCS_SCHEMA.names})
         for seg in segments:
-                self.stat_update("segments")
-                yield Doc(text=seg.text, id=content_id(seg.text), metadata={
-                    "header": seg.header, "source": meta["source"], "url": meta["url"], "name": meta["name"],
-                    "license": meta["license"], "doc": meta["doc"], "task": rank})
+            self.stat_update("segments")
+            yield Doc(text=seg.text, id=content_id(seg.text), metadata={
+                "header": seg.header, "source": meta["source"], "url": meta["url"], "name": meta["name"],
+                "license": meta["license"], "doc": meta["doc"], "task": rank})
 
 
 class _Rule(BaseFilter):
@@ -270,9 +276,6 @@ class ReadTask(PipelineStep):
             yield doc
 
 
-_WORD = re.compile(r"\w+")
-
-
 class Words(WordTokenizer):
     """``\\w+`` words, as the repetition filter counts them, for the MinHash shingles: datatrove's
     English tokenizer is NLTK's, whose punkt data is a download."""
@@ -281,13 +284,13 @@ class Words(WordTokenizer):
         super().__init__("en")
 
     def word_tokenize(self, text: str) -> list[str]:
-        return _WORD.findall(text)
+        return WORD.findall(text)
 
     def sent_tokenize(self, text: str) -> list[str]:
-        return [s for s in re.split(r"(?<=[.!?])\s+|\n+", text) if s.strip()]
+        return [s for s in SENTENCE_SPLIT.split(text) if s.strip()]
 
     def span_tokenize(self, text: str) -> list[tuple[int, int]]:
-        return [m.span() for m in _WORD.finditer(text)]
+        return [m.span() for m in WORD.finditer(text)]
 
 
 def minhash_signature(folder: str | Path, cfg: DedupConfig):
