@@ -85,6 +85,30 @@ def test_a_crashed_run_resumes_with_the_tasks_that_did_not_finish(raw, tmp_path,
     assert not any((tmp_path / "work").iterdir())
 
 
+
+def test_a_run_killed_while_it_removes_its_work_folder_reruns_from_scratch(raw, tmp_path, monkeypatch):
+    """Regression (CI, the e2e kill test): a SIGKILL while the finished run removed its work folder left
+    the completion marks of tasks whose files were already gone, and the rerun failed reading them."""
+    from humpback.data import corpus
+
+    run = CorpusRunConfig(workers=1, work_dir=str(tmp_path / "work"))
+    rmtree = corpus.rmtree
+
+    def killed_halfway(path, *a, **k):  # the task files go first, the completion marks stay
+        if Path(path).exists():
+            for sub in ("segments", "unique"):
+                rmtree(Path(path) / sub)
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(corpus, "rmtree", killed_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        build_corpus(CFG, raw, tmp_path / "out", progress=False, run=run)
+    monkeypatch.setattr(corpus, "rmtree", rmtree)
+    rerun = build_corpus(CFG, raw, tmp_path / "out", progress=False, run=run)
+    clean = build_corpus(CFG, raw, tmp_path / "clean", progress=False, run=CorpusRunConfig(work_dir=str(tmp_path / "w2")))
+    assert _outputs(tmp_path / "out", rerun) == _outputs(tmp_path / "clean", clean)
+    assert not any((tmp_path / "work").iterdir())  # the half-removed folder is gone too
+
 FAKE_SBATCH = r'''#!PYTHON
 """sbatch as a one-machine Slurm would run it: each array index of the script, now, in order."""
 import os, re, subprocess, sys

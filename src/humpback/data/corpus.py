@@ -24,10 +24,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from shutil import rmtree
 
 from tqdm.auto import tqdm
 
@@ -133,6 +133,8 @@ def build_corpus(cfg: CorpusConfig, raw_dir: str | Path, out_dir: str | Path, pr
     if not shard_files(raw_dir):
         raise FileNotFoundError(f"{raw_dir} holds no raw documents: run `dvc repro raw` (see raw.sources)")
     run = run or CorpusRunConfig()
+    for left in Path(run.work_dir).glob(f"*{_REMOVING}"):  # a run killed while it removed its work folder
+        rmtree(left, ignore_errors=True)
     work = Path(run.work_dir) / work_key(cfg, raw_dir)
     p = plan(cfg, raw_dir, work)
     run_steps(p.steps, run, ray or RayConfig(), work)
@@ -143,8 +145,20 @@ def build_corpus(cfg: CorpusConfig, raw_dir: str | Path, out_dir: str | Path, pr
     if report.segments_kept + dropped != report.segments_input:  # every segment kept or dropped for one reason
         raise RuntimeError(f"corpus counts do not add up: {report.segments_kept} kept + {dropped} dropped != "
                            f"{report.segments_input} segments; the work folder {work} is kept for a look")
-    shutil.rmtree(work, ignore_errors=True)
+    _discard(work)
     return report
+
+
+_REMOVING = ".removing"
+
+
+def _discard(work: Path) -> None:
+    """Remove a finished run's work folder, renamed first: a kill midway through the removal must not
+    leave the completion marks of tasks whose files are gone (a rerun would skip those tasks)."""
+    gone = work.with_name(work.name + _REMOVING)
+    rmtree(gone, ignore_errors=True)
+    work.rename(gone)
+    rmtree(gone, ignore_errors=True)
 
 
 def _count_steps(report: CorpusReport, p: _Plan, work: Path) -> None:
