@@ -129,11 +129,13 @@ def _kill_a_worker_once_a_shard_is_back(out: Path, killed: list) -> threading.Th
         deadline = time.time() + 300
         while not list(out.glob("part-*.parquet")) and time.time() < deadline:
             time.sleep(0.05)
-        for p in psutil.process_iter(["cmdline"]):
-            if "MapWorker" in " ".join(p.info["cmdline"] or []):
-                p.kill()
-                killed.append(p.pid)
-                return
+        while time.time() < deadline:  # until one is found: a loaded machine may lag the shard's arrival
+            for p in psutil.process_iter(["cmdline"]):
+                if "MapWorker" in " ".join(p.info["cmdline"] or []):
+                    p.kill()
+                    killed.append(p.pid)
+                    return
+            time.sleep(0.02)
 
     thread = threading.Thread(target=kill, daemon=True)
     thread.start()
@@ -236,7 +238,7 @@ def test_the_augment_stage_on_the_cluster_named_by_RAY_ADDRESS_loses_a_worker_an
     """A worker lost beyond Ray's restarts (ray.max_restarts 0): the stage keeps the shards that came
     back, says in one line how many are missing and exits 75 (DVC records nothing); run again, it
     computes only the missing ones, on the cluster, and the shards equal the serial run's."""
-    corpus = _corpus(tmp_path / "corpus", 12)  # 6 shards
+    corpus = _corpus(tmp_path / "corpus", 24)  # 12 shards: work left when the first comes back
     serial = tmp_path / "serial"
     _augment(corpus, serial, tiny_model_dir, digest=path_md5(tiny_model_dir))  # as the stage keys it
     env = {**os.environ, "RAY_ADDRESS": ray_head, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
@@ -258,9 +260,9 @@ def test_the_augment_stage_on_the_cluster_named_by_RAY_ADDRESS_loses_a_worker_an
     assert lost.returncode == 75, lost.stderr[-3000:]
     assert "Traceback" not in lost.stderr, lost.stderr[-3000:]
     (line,) = [x for x in lost.stderr.splitlines() if x.startswith("incomplete:")]
-    assert re.search(r"incomplete: \d of 6 units not written: Ray failed \(.+\); the \d written are kept", line), line
+    assert re.search(r"incomplete: \d+ of 12 units not written: Ray failed \(.+\); the \d+ written are kept", line), line
     kept = _files(tmp_path / "ray")
-    assert 1 <= len(kept) < 6 and all(kept[name] == _files(serial)[name] for name in kept)
+    assert 1 <= len(kept) < 12 and all(kept[name] == _files(serial)[name] for name in kept)
     assert not (tmp_path / "augment.json").exists()  # no metrics for unfinished work
     done = stage({})
     assert done.returncode == 0, done.stderr[-3000:]
