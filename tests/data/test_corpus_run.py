@@ -198,13 +198,13 @@ def test_a_slurm_time_that_yaml_read_as_seconds_is_a_time_again():
 
 
 def test_the_tasks_read_every_document_of_many_raw_shards_once_in_order(raw, tmp_path):
-    """Task blocks cross raw shard boundaries (3 shards of 5, 5 and 2 documents here): every document is
-    read by exactly one task, and the tasks in order give data/raw's order, for any number of tasks."""
+    """Task blocks cross raw shard and row group boundaries (3 shards of 5, 5 and 2 documents, row groups
+    of 2, here): every document is read by exactly one task, and the tasks in order give data/raw's order, for any number of tasks."""
     from humpback.core.shards import RAW_SCHEMA, ShardWriter, read_table
     from humpback.data.steps import ReadRaw
 
     rows = read_table(raw).to_pylist()
-    with ShardWriter(tmp_path / "raw", RAW_SCHEMA, 5) as writer:
+    with ShardWriter(tmp_path / "raw", RAW_SCHEMA, 5, row_group_size=2) as writer:
         for row in rows:
             writer.add(row)
     assert len(shard_files(tmp_path / "raw")) == 3
@@ -216,3 +216,40 @@ def test_the_tasks_read_every_document_of_many_raw_shards_once_in_order(raw, tmp
                           run=CorpusRunConfig(work_dir=str(tmp_path / "w")))
     assert report.documents_read == len(rows) and "exact_duplicate" not in report.segments_dropped
     assert report.segments_kept + sum(report.segments_dropped.values()) == report.segments_input
+
+
+def test_the_tasks_split_the_raw_bytes_evenly_and_read_only_their_row_groups(tmp_path, monkeypatch):
+    """Pages differ in size a thousandfold: a block of equal bytes, not of equal documents, is equal
+    work. The cuts come from the Parquet footers, and each task reads only the row groups of its block."""
+    import pyarrow.parquet as pq
+
+    from humpback.core.shards import RAW_SCHEMA, ShardWriter
+    from humpback.data.steps import ReadRaw, raw_row_groups, task_block
+
+    sizes = [200] * 30 + [40_000] + [200] * 30 + [9_000] * 3  # one huge page, a few large ones
+    rows = [{"id": f"{i}", "source": "files", "url": f"p{i}", "name": None, "license": None, "format": "text",
+             "text": f"{i} " + "word " * (n // 5), "date": None} for i, n in enumerate(sizes)]
+    with ShardWriter(tmp_path / "raw", RAW_SCHEMA, 40, row_group_size=4) as writer:
+        for row in rows:
+            writer.add(row)
+    groups = raw_row_groups(tmp_path / "raw")
+    assert [g.rows for g in groups] == [4] * 10 + [4] * 6
+    tasks = 4
+    blocks = [task_block(groups, r, tasks) for r in range(tasks)]
+    assert blocks[0][0] == 0 and blocks[-1][1] == len(rows)
+    assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))  # contiguous, in order
+    text = [len(r["text"]) for r in rows]
+    share, largest = sum(text) / tasks, max(sum(text[g.first:g.first + g.rows]) for g in groups)
+    assert all(abs(sum(text[lo:hi]) - share) <= largest for lo, hi in blocks), blocks
+    by_count = [(len(rows) * r // tasks, len(rows) * (r + 1) // tasks) for r in range(tasks)]
+    assert max(sum(text[lo:hi]) for lo, hi in blocks) < max(sum(text[lo:hi]) for lo, hi in by_count)
+
+    read_groups: list[int] = []
+    real = pq.ParquetFile.read_row_group
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", lambda self, i, *a, **k: read_groups.append(i) or real(self, i, *a, **k))
+    for r, (lo, hi) in enumerate(blocks):
+        read_groups.clear()
+        docs = list(ReadRaw(tmp_path / "raw").run(rank=r, world_size=tasks))
+        assert [d.metadata["doc"] for d in docs] == list(range(lo, hi))
+        spanned = [g.index for g in groups if g.first < hi and g.first + g.rows > lo]
+        assert read_groups == spanned  # its own row groups, each once; never the whole shard

@@ -53,13 +53,16 @@ SEED_SCHEMA = pa.schema(
 )
 
 COMPRESSION = "zstd"
+# data/raw's documents per Parquet row group: a corpus task reads only the row groups of its block, and
+# the footers' byte sizes per group let the tasks split the raw bytes evenly without reading them
+RAW_ROW_GROUP = 16
 
 
-def write_table_atomic(table: pa.Table, path: str | Path) -> Path:
+def write_table_atomic(table: pa.Table, path: str | Path, row_group_size: int | None = None) -> Path:
     path = Path(path)
     try:
         with atomic_write(path) as tmp:
-            pq.write_table(table, tmp, compression=COMPRESSION)
+            pq.write_table(table, tmp, compression=COMPRESSION, row_group_size=row_group_size)
     except OSError as exc:
         if exc.filename is None and exc.errno is not None:  # Arrow's errors name no file: name the shard
             raise OSError(exc.errno, os.strerror(exc.errno), str(path)) from exc
@@ -92,11 +95,13 @@ def read_table(directory: str | Path, columns: list[str] | None = None, pattern:
 class ShardWriter:
     """Buffers rows and writes a shard every ``shard_size`` rows; ``close()`` writes the rest."""
 
-    def __init__(self, out_dir: str | Path, schema: pa.Schema, shard_size: int, prefix: str = "part"):
+    def __init__(self, out_dir: str | Path, schema: pa.Schema, shard_size: int, prefix: str = "part",
+                 row_group_size: int | None = None):
         self.out_dir = Path(out_dir)
         self.schema = schema
         self.shard_size = shard_size
         self.prefix = prefix
+        self.row_group_size = row_group_size  # None: one row group per shard
         self.paths: list[Path] = []
         self.rows_written = 0
         self._buffer: list[dict] = []
@@ -112,7 +117,7 @@ class ShardWriter:
         table = pa.Table.from_pylist(self._buffer, schema=self.schema)
         digest = content_key("\n".join(r["id"] for r in self._buffer), length=12)
         path = self.out_dir / f"{self.prefix}-{len(self.paths):05d}-{digest}.parquet"
-        self.paths.append(write_table_atomic(table, path))
+        self.paths.append(write_table_atomic(table, path, self.row_group_size))
         self.rows_written += len(self._buffer)
         self._buffer = []
 

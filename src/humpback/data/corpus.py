@@ -2,7 +2,7 @@
 as a datatrove pipeline (the library FineWeb was built with).
 
 The plan, each step run by datatrove's executors (:mod:`humpback.data.executors`) over ``corpus.tasks``
-tasks, task r reading the r-th contiguous block of data/raw:
+tasks, task r reading the r-th contiguous block of data/raw (the blocks split its bytes evenly):
 
 1. ``segment``: read, cut at headers, the paper's filters (:mod:`humpback.data.steps`); each task's
    segments go to a Parquet file, and its exact-dedup (or MinHash) signatures to disk.

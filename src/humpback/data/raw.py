@@ -24,7 +24,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from humpback.core.files import atomic_write
-from humpback.core.shards import RAW_SCHEMA, ShardWriter, read_shards, shard_files
+from humpback.core.shards import RAW_ROW_GROUP, RAW_SCHEMA, ShardWriter, read_shards, shard_files
 from humpback.core.stats import length_stats
 from humpback.data.config import RawConfig
 from humpback.data.dedup import content_id
@@ -69,7 +69,7 @@ def _row(doc: Document) -> dict:
 def build_raw(cfg: RawConfig, out_dir: str | Path, progress: bool = True) -> RawReport:
     """Read every source in order and write the usable documents as shards of ``cfg.shard_size``."""
     report = RawReport()
-    writer = ShardWriter(out_dir, RAW_SCHEMA, cfg.shard_size)
+    writer = ShardWriter(out_dir, RAW_SCHEMA, cfg.shard_size, row_group_size=RAW_ROW_GROUP)
     docs = iter_documents(cfg.sources, cfg.max_document_chars)
     for doc in tqdm(docs, desc="raw", unit="doc", disable=not progress, mininterval=1.0):
         report.documents_read += 1

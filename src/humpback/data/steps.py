@@ -5,7 +5,8 @@ Every step is a :class:`datatrove.pipeline.base.PipelineStep`, so datatrove's ex
 local process pool, on Ray or on Slurm, and count what it does in their stats: the filters are
 :class:`~datatrove.pipeline.filters.base_filter.BaseFilter` s whose drop reasons (``dropped_<reason>``)
 become the keys of ``metrics/corpus.json``. Task ``r`` of ``T`` reads the ``r``-th contiguous block of
-data/raw's documents, so the tasks' outputs in task order are the documents in their stored order.
+data/raw's documents (blocks of about equal bytes), so the tasks' outputs in task order are the documents
+in their stored order.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -60,13 +62,50 @@ DOCS_SCHEMA = pa.schema([
 _BATCH = 1024  # rows per read or write: memory stays flat whatever a task holds
 
 
-def task_block(documents: int, rank: int, tasks: int) -> tuple[int, int]:
-    """The documents [start, stop) of task ``rank``: contiguous blocks, sizes differing by one at most."""
-    return documents * rank // tasks, documents * (rank + 1) // tasks
+@dataclass(frozen=True)
+class RowGroup:
+    """One Parquet row group of data/raw, as its footer describes it."""
+
+    path: str
+    index: int  # within its file
+    first: int  # the position of its first document in data/raw
+    rows: int
+    start: int  # where its bytes begin in data/raw's uncompressed bytes
+    size: int  # uncompressed bytes
+
+
+def raw_row_groups(raw_dir: str | Path) -> list[RowGroup]:
+    """data/raw's row groups in order, from the Parquet footers alone."""
+    groups, first, start = [], 0, 0
+    for path in shard_files(raw_dir):
+        meta = pq.ParquetFile(path).metadata
+        for i in range(meta.num_row_groups):
+            rg = meta.row_group(i)
+            size = max(rg.total_byte_size, 1)
+            groups.append(RowGroup(str(path), i, first, rg.num_rows, start, size))
+            first, start = first + rg.num_rows, start + size
+    return groups
+
+
+def task_block(groups: list[RowGroup], rank: int, tasks: int) -> tuple[int, int]:
+    """The documents [start, stop) of task ``rank``: contiguous blocks that split data/raw's bytes
+    evenly (web pages differ in size a thousandfold, so equal counts of documents are not equal work),
+    cut inside a row group as if its documents were of equal size. Footers only: every task computes
+    the same cuts without reading a document."""
+    total = sum(g.size for g in groups)
+
+    def document_at(offset: int) -> int:
+        for g in groups:
+            if offset < g.start + g.size:
+                return g.first + (offset - g.start) * g.rows // g.size
+        return groups[-1].first + groups[-1].rows if groups else 0
+
+    return document_at(total * rank // tasks), document_at(total * (rank + 1) // tasks)
 
 
 class ReadRaw(PipelineStep):
-    """Task r's block of data/raw's documents, a batch of rows in memory at a time."""
+    """Task r's block of data/raw's documents; only the row groups that hold it are read, and a few
+    rows at a time become Python objects (a raw document runs to megabytes)."""
 
     type = "📖 - READER"
     name = "data/raw"
@@ -76,35 +115,22 @@ class ReadRaw(PipelineStep):
         self.raw_dir = str(raw_dir)
 
     def run(self, data=None, rank: int = 0, world_size: int = 1) -> Iterator[Doc]:
-        files = shard_files(self.raw_dir)
-        sizes = [pq.ParquetFile(f).metadata.num_rows for f in files]
-        start, stop = task_block(sum(sizes), rank, world_size)
-        offset = 0
-        for path, size in zip(files, sizes):
-            lo, hi = max(start - offset, 0), min(stop - offset, size)
-            if lo < hi:
-                block = _raw_shard(path).slice(lo, hi - lo)
-                # raw documents run to megabytes: only a few rows at a time become Python objects
-                for i, row in enumerate((r for b in block.to_batches(max_chunksize=64) for r in b.to_pylist()),
-                                        start=offset + lo):
-                    self.stat_update("documents")
-                    yield Doc(text=row["text"], id=str(i), metadata={
-                        "format": row["format"], "source": row["source"], "url": row["url"],
-                        "name": row["name"], "license": row["license"], "doc": i})
-            offset += size
-
-
-_SHARD: tuple[str, pa.Table] | None = None
-
-
-def _raw_shard(path: Path) -> pa.Table:
-    """One raw shard, read whole (Parquet reads a row group at once; slicing it is free) and kept for
-    the next task of this worker process, which most often reads the same shard."""
-    global _SHARD
-    if _SHARD is None or _SHARD[0] != str(path):
-        _SHARD = None  # one shard in memory at a time
-        _SHARD = (str(path), pq.read_table(path))
-    return _SHARD[1]
+        groups = raw_row_groups(self.raw_dir)
+        start, stop = task_block(groups, rank, world_size)
+        path, file = None, None
+        for g in groups:
+            lo, hi = max(start - g.first, 0), min(stop - g.first, g.rows)
+            if lo >= hi:
+                continue
+            if g.path != path:
+                path, file = g.path, pq.ParquetFile(g.path)
+            block = file.read_row_group(g.index).slice(lo, hi - lo)
+            for i, row in enumerate((r for b in block.to_batches(max_chunksize=64) for r in b.to_pylist()),
+                                    start=g.first + lo):
+                self.stat_update("documents")
+                yield Doc(text=row["text"], id=str(i), metadata={
+                    "format": row["format"], "source": row["source"], "url": row["url"],
+                    "name": row["name"], "license": row["license"], "doc": i})
 
 
 class Segment(PipelineStep):
