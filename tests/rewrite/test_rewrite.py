@@ -2,6 +2,7 @@
 random model) and on an OpenAI-compatible endpoint (a fake server on loopback)."""
 
 import json
+import re
 
 import pytest
 
@@ -169,3 +170,15 @@ def test_the_hf_engine_rewrites_and_a_killed_run_resumes_from_its_last_chunk(tin
     assert rewriter_identity(cfg, TEMPLATE, VLLMConfig())["model"]["md5"]
     again, report = _run(pairs, tmp_path, cfg, _no_engine)
     assert again.equals(table) and report.requested == 0
+
+
+@pytest.mark.parametrize("name, key", [("backward", "prompts.backward"), ("rate", "curate.template"),
+                                       ("judge", "evaluate.judge.template"), ("rewrite", "rewrite.template")])
+def test_a_template_file_that_is_missing_or_lacks_a_placeholder_is_named_by_its_params_key(name, key, tmp_path):
+    """Regression: a missing rewrite.template was reported as 'prompts.rewrite', a key that does not exist."""
+    with pytest.raises(FileNotFoundError, match=rf"^{re.escape(key)}: cannot read '{re.escape(str(tmp_path))}/nope.txt'"):
+        read_template(name, str(tmp_path / "nope.txt"))
+    bare = tmp_path / "bare.txt"
+    bare.write_text("no placeholders at all")
+    with pytest.raises(ValueError, match=rf"^{re.escape(key)}: {re.escape(str(bare))}: the template must contain"):
+        read_template(name, str(bare))

@@ -17,6 +17,9 @@ INSTRUCTION_PLACEHOLDER = "{instruction}"
 JUDGE_PLACEHOLDERS = ("{instruction}", "{output_a}", "{output_b}")
 REQUIRED = {"backward": (PLACEHOLDER,), "rate": (INSTRUCTION_PLACEHOLDER, PLACEHOLDER), "judge": JUDGE_PLACEHOLDERS,
             "rewrite": (INSTRUCTION_PLACEHOLDER, PLACEHOLDER)}
+# the params.yaml key that names each template's file: what an error about the file should point to
+KEYS = {"backward": "prompts.backward", "rate": "curate.template", "judge": "evaluate.judge.template",
+        "rewrite": "rewrite.template"}
 
 
 def read_template(name: str, path: str | None = None) -> str:
@@ -28,8 +31,8 @@ def read_template(name: str, path: str | None = None) -> str:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
-            raise FileNotFoundError(f"prompts.{name}: cannot read '{path}': {exc.strerror}") from None
-        source = path
+            raise FileNotFoundError(f"{KEYS[name]}: cannot read '{path}': {exc.strerror}") from None
+        source = f"{KEYS[name]}: {path}"
     missing = [p for p in REQUIRED.get(name, ()) if p not in text]
     if missing:
         raise ValueError(f"{source}: the template must contain the placeholder(s) {', '.join(missing)}")
