@@ -57,9 +57,13 @@ def test_one_or_two_workers_write_the_same_bytes(raw, tmp_path):
 
 
 def test_a_crashed_run_resumes_with_the_tasks_that_did_not_finish(raw, tmp_path, monkeypatch):
-    """Task 1 dies on its second document: task 0 stays done, and the rerun segments only the documents
-    of tasks 1 and 2; the result is the bytes of a run that never crashed."""
+    """Task 1 dies on page 5: task 0 stays done, and the rerun segments only the documents of tasks 1
+    and 2; the result is the bytes of a run that never crashed."""
+    from humpback.data.steps import raw_row_groups, task_block
+
     run = CorpusRunConfig(workers=1, work_dir=str(tmp_path / "work"))
+    task0, task1 = (task_block(raw_row_groups(raw), r, CFG.tasks) for r in (0, 1))
+    assert task1[0] <= 5 < task1[1]  # the blocks split the bytes, not the page count
     cut, content_id = steps.segment, steps.content_id
     seen: list[str] = []
 
@@ -72,14 +76,14 @@ def test_a_crashed_run_resumes_with_the_tasks_that_did_not_finish(raw, tmp_path,
     monkeypatch.setattr(steps, "content_id", dies_on_page_5)
     with pytest.raises(MemoryError):
         build_corpus(CFG, raw, tmp_path / "out", progress=False, run=run)
-    assert seen == [f"# Page {i}" for i in range(6)]  # task 0 (pages 0-3), then task 1 up to page 5
+    assert seen == [f"# Page {i}" for i in range(6)]  # task 0, then task 1 up to page 5
     (done,) = (tmp_path / "work").iterdir()
     assert sorted(p.name for p in (done / "logs" / "segment" / "completions").iterdir()) == ["00000"]
 
     seen.clear()
     monkeypatch.setattr(steps, "content_id", content_id)
     resumed = build_corpus(CFG, raw, tmp_path / "out", progress=False, run=run)
-    assert seen == [f"# Page {i}" for i in range(4, 12)]
+    assert seen == [f"# Page {i}" for i in range(task0[1], 12)]  # task 0's pages not again
     clean = build_corpus(CFG, raw, tmp_path / "clean", progress=False, run=CorpusRunConfig(work_dir=str(tmp_path / "w2")))
     assert _outputs(tmp_path / "out", resumed) == _outputs(tmp_path / "clean", clean)
     assert not any((tmp_path / "work").iterdir())
