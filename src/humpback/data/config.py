@@ -240,6 +240,12 @@ class SlurmConfig(Section):
 
     partition: str | None = None  # required with executor: slurm
     time: str = "4:00:00"  # per task, sbatch's --time
+    cpus_per_task: PositiveInt = 1
+    mem_per_cpu_gb: Annotated[float, Field(gt=0)] = 2
+    qos: str = "normal"
+    env_command: str | None = None  # run before each task, e.g. "source .venv/bin/activate"
+    sbatch_args: dict[str, str] = {}  # more #SBATCH options, e.g. {account: my-project}
+    poll_seconds: Annotated[float, Field(gt=0)] = 30  # how often the stage looks for finished tasks
 
     @field_validator("time", mode="before")
     @classmethod
@@ -248,12 +254,6 @@ class SlurmConfig(Section):
         if isinstance(value, int) and not isinstance(value, bool):
             return f"{value // 3600}:{value // 60 % 60:02d}:{value % 60:02d}"
         return value
-    cpus_per_task: PositiveInt = 1
-    mem_per_cpu_gb: Annotated[float, Field(gt=0)] = 2
-    qos: str = "normal"
-    env_command: str | None = None  # run before each task, e.g. "source .venv/bin/activate"
-    sbatch_args: dict[str, str] = {}  # more #SBATCH options, e.g. {account: my-project}
-    poll_seconds: Annotated[float, Field(gt=0)] = 30  # how often the stage looks for finished tasks
 
 
 class CorpusRunConfig(Section):
