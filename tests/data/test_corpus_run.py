@@ -257,3 +257,24 @@ def test_the_tasks_split_the_raw_bytes_evenly_and_read_only_their_row_groups(tmp
         assert [d.metadata["doc"] for d in docs] == list(range(lo, hi))
         spanned = [g.index for g in groups if g.first < hi and g.first + g.rows > lo]
         assert read_groups == spanned  # its own row groups, each once; never the whole shard
+
+
+def test_datatrove_task_loggers_look_up_pythons_library_folders_once(monkeypatch):
+    """Each task adds three loguru sinks, and loguru looked up the library folders through sysconfig for
+    each (24 ms a task); quiet_datatrove keeps the first answer, which stays the same answer."""
+    import sysconfig
+
+    from loguru import logger
+    from loguru._better_exceptions import ExceptionFormatter
+
+    from humpback.data.executors import quiet_datatrove
+
+    quiet_datatrove()
+    lookups = []
+    real = sysconfig.get_scheme_names
+    monkeypatch.setattr(sysconfig, "get_scheme_names", lambda: lookups.append(1) or real())
+    sinks = [logger.add(sys.stderr, level="ERROR") for _ in range(3)]
+    for sink in sinks:
+        logger.remove(sink)
+    assert lookups == []
+    assert ExceptionFormatter._get_lib_dirs() == ExceptionFormatter._get_lib_dirs.__wrapped__()

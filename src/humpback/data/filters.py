@@ -74,10 +74,9 @@ def repetition_reason(text: str, cfg: RepetitionFilter) -> str | None:
 
 @lru_cache(maxsize=1)
 def _language_identifier():
-    # py3langid ships its model inside the package: no download, deterministic.
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+    from humpback.data.language_model import load_identifier
 
-    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    return load_identifier()
 
 
 def detect_language(text: str) -> tuple[str, float]:
