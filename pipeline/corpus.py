@@ -49,7 +49,6 @@ def main(params_path: str, raw_dir: str, out: str, metrics_path: str, progress: 
         raise click.ClickException(str(exc)) from None
     metrics = report.metrics()
     write_json(metrics_path, metrics)
-    write_json(f"{out}/manifest.json", {"shards": report.shards, "documents": report.documents})
     if report.segments_kept == 0:
         log.warning("no segment passed the filters: check raw.sources and the corpus filter settings")
     dropped = ", ".join(f"{k} {v}" for k, v in metrics["segments"]["dropped"].items())

@@ -41,7 +41,7 @@ def main(params_path: str, out: str, metrics_path: str, progress: bool) -> None:
     write_json(metrics_path, metrics)
     if not report.chars:
         raise click.ClickException(f"no usable document in raw.sources (skipped: {metrics['documents']['skipped']})")
-    log.info("raw: %d of %d documents kept in %d shards (skipped: %s)", len(report.chars), report.documents_read,
+    log.info("raw: %d of %d documents kept in %d shards (skipped: %s)", report.chars.total(), report.documents_read,
              len(report.shards), ", ".join(f"{k} {v}" for k, v in metrics["documents"]["skipped"].items()) or "none")
 
 

@@ -171,8 +171,11 @@ def test_caps_are_counted_and_the_manifest_stops_at_the_last_document_used(tmp_p
         assert m["segments"]["kept"] == 5 and m["stopped_at_max_segments"]
         assert m["segments"]["kept"] + sum(m["segments"]["dropped"].values()) == m["segments"]["input"]
         assert m["segments"]["dropped"]["document_cap"] == 2 and m["segments"]["dropped"]["max_segments"] > 0
-        assert [(e["url"].rsplit("/", 1)[-1], e["segments_kept"]) for e in report.documents] == [
+    for tasks in runs:
+        manifest = json.loads((tmp_path / f"out{tasks}" / "manifest.json").read_text())
+        assert [(e["url"].rsplit("/", 1)[-1], e["segments_kept"]) for e in manifest["documents"]] == [
             ("page0.md", 2), ("page1.md", 2), ("page2.md", 1)]
+        assert runs[tasks].documents == 3
     assert [p.read_bytes() for p in shard_files(tmp_path / "out1")] == [p.read_bytes() for p in shard_files(tmp_path / "out4")]
 
 
@@ -193,7 +196,8 @@ def test_package_snapshot_is_byte_stable_and_keeps_its_provenance(tmp_path):
     docs = list(iter_raw(tmp_path / "out-raw"))
     assert [d.name for d in docs] == [r["name"] for r in rows] and [d.license for d in docs] == [r["license"] for r in rows]
     assert report.segments_kept == 5
-    assert sum(d["segments_kept"] for d in report.documents) == 5 and all("==" in d["name"] for d in report.documents)
+    documents = json.loads((tmp_path / "out" / "manifest.json").read_text())["documents"]
+    assert sum(d["segments_kept"] for d in documents) == 5 and all("==" in d["name"] for d in documents)
 
 
 def test_snapshot_license_filter(tmp_path):
@@ -307,3 +311,34 @@ def test_broken_files_are_skipped_counted_and_named(tmp_path, caplog):
     for name in ("truncated.md.gz", "truncated.jsonl.gz", "not-gzip.txt.gz", "corrupt.parquet", "dangling.md", "loop.md",
                  "binary.md", "cut.md.zst"):
         assert any(name in r.getMessage() for r in caplog.records), name
+
+
+@pytest.mark.parametrize("entries, capped", [
+    ([], False),
+    ([({"url": "u0", "name": None, "license": None, "segments_kept": 0}, False)], False),
+    ([({"url": f"https://example.org/{i}", "name": f"pkg-é{i}==1.0", "license": 'MIT "X11"',
+        "segments_kept": i % 3}, i % 3 > 0) for i in range(7)], False),
+    ([({"url": f"https://example.org/{i}", "name": "ß", "license": None, "segments_kept": k}, k > 0)
+      for i, k in enumerate((1, 0, 2, 0, 0))], True),
+    ([({"url": "u0", "name": "n", "license": None, "segments_kept": 0}, False)] * 3, True),
+])
+def test_the_streamed_manifest_is_what_write_json_writes(tmp_path, entries, capped):
+    """The manifest's documents go to disk as the finish reads them; the file is byte for byte the JSON
+    the stage wrote from memory before, cut after the last document used when the cap stopped it."""
+    from humpback.core.files import write_json
+    from humpback.data.corpus import _DocumentList, write_manifest
+
+    documents = _DocumentList(tmp_path / "documents.json")
+    for entry, used in entries:
+        documents.add(entry, used)
+    if capped:
+        documents.cut_after_last_used()
+    count = documents.close()
+    listed = [e for e, _ in entries]
+    if capped:
+        used = [i for i, (_, u) in enumerate(entries) if u]
+        listed = listed[: used[-1] + 1] if used else []
+    write_manifest(tmp_path / "manifest.json", ["part-00000-a.parquet", "part-00001-b.parquet"], documents)
+    write_json(tmp_path / "expected.json", {"shards": ["part-00000-a.parquet", "part-00001-b.parquet"], "documents": listed})
+    assert count == len(listed)
+    assert (tmp_path / "manifest.json").read_bytes() == (tmp_path / "expected.json").read_bytes()

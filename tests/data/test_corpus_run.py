@@ -44,7 +44,7 @@ CFG = CorpusConfig(tasks=3, max_segments=None, max_segments_per_document=None, m
 
 def _outputs(out: Path, report) -> dict:
     files = {p.name: p.read_bytes() for p in shard_files(out)}
-    return {"shards": files, "metrics": json.dumps(report.metrics()), "documents": report.documents}
+    return {"shards": files, "metrics": json.dumps(report.metrics()), "manifest": (out / "manifest.json").read_bytes()}
 
 
 def test_one_or_two_workers_write_the_same_bytes(raw, tmp_path):

@@ -11,10 +11,12 @@ tasks, task r reading the r-th contiguous block of data/raw (the blocks split it
 3. MinHash (``minhash-buckets``, a task per band; ``minhash-cluster``, one task): datatrove's
    near-duplicate pairs per band, then clusters, one segment kept of each.
 4. ``finish``, here: the tasks' files in task order (the documents' stored order) less the
-   duplicates, the per-document and total caps, written as shards of ``corpus.shard_size``.
+   duplicates, the per-document and total caps, written as shards of ``corpus.shard_size``, and
+   ``manifest.json``, the documents they came from.
 
 Memory stays flat: a task holds a batch of rows and its signatures, the merges stream sorted files,
-and the clusters hold only the segments that have duplicates. The same ``tasks`` give the same bytes
+the clusters hold only the segments that have duplicates, and the finish holds one task's
+per-document counts and the kept lengths' counts while the manifest streams to disk. The same ``tasks`` give the same bytes
 however many workers ran them and wherever. The report's counts add up: every segment is kept or
 dropped for exactly one reason, and every document is used or skipped for one.
 """
@@ -33,6 +35,7 @@ from tqdm.auto import tqdm
 
 from humpback.core.config import RayConfig
 from humpback.core.shards import SEGMENT_SCHEMA, ShardWriter, shard_files
+from humpback.core.stats import LengthCounts
 from humpback.data.config import CorpusConfig, CorpusRunConfig
 from humpback.data.executors import Step, run_steps, step_counts
 
@@ -46,16 +49,14 @@ class CorpusReport:
     segments_input: int = 0
     segments_kept: int = 0
     segments_dropped: Counter = field(default_factory=Counter)
-    kept_chars: list[int] = field(default_factory=list, repr=False)
+    kept_chars: LengthCounts = field(default_factory=LengthCounts, repr=False)
     shards: list[str] = field(default_factory=list)
-    # every segmented document, in order, with its kept count; under the max_segments cap, those up to
-    # the last one a kept segment comes from
-    documents: list[dict] = field(default_factory=list)
+    # how many documents data/corpus/manifest.json lists: every segmented document, in order, with its
+    # kept count; under the max_segments cap, those up to the last one a kept segment comes from
+    documents: int = 0
     capped: bool = False
 
     def metrics(self) -> dict:
-        from humpback.core.stats import length_stats
-
         return {
             "documents": {
                 "read": self.documents_read,
@@ -67,7 +68,7 @@ class CorpusReport:
                 "kept": self.segments_kept,
                 "dropped": dict(sorted(self.segments_dropped.items())),
             },
-            "kept_chars": length_stats(self.kept_chars),
+            "kept_chars": self.kept_chars.stats(),
             "shards": len(self.shards),
             "stopped_at_max_segments": self.capped,
         }
@@ -176,19 +177,21 @@ def _count_steps(report: CorpusReport, p: _Plan, work: Path) -> None:
 
 
 def _finish(cfg: CorpusConfig, p: _Plan, work: Path, out_dir: str | Path, report: CorpusReport, progress: bool) -> None:
-    """The tasks' files in task order, less the duplicates and past the caps, as the output shards."""
+    """The tasks' files in task order, less the duplicates and past the caps, as the output shards, and
+    the manifest of the documents they came from. Memory stays flat: one task's per-document counts at a
+    time, the manifest's entries streamed to disk."""
     from humpback.data.steps import read_rows, read_task, task_rows
 
     writer = ShardWriter(out_dir, SEGMENT_SCHEMA, cfg.shard_size)
     reason = {"exact": "exact_duplicate", "near": "near_duplicate"}.get(p.finish_filter)
-    kept_per_doc: Counter = Counter()
     total = sum(task_rows(p.last, r) for r in range(cfg.tasks))
     bar = tqdm(total=total, desc="corpus", unit="seg", disable=not progress, mininterval=1.0)
+    documents = _DocumentList(work / "manifest-documents.json")
     for rank in range(cfg.tasks):
         rows = task_rows(p.last, rank)
-        docs = _dedup_filter(p, work, read_task(p.last, rank), rank, cfg.tasks)
+        kept_per_doc: Counter = Counter()  # a document's segments are all in its task's file
         passed = 0
-        for doc in docs:
+        for doc in _dedup_filter(p, work, read_task(p.last, rank), rank, cfg.tasks):
             passed += 1
             meta = doc.metadata
             if cfg.max_segments is not None and report.segments_kept >= cfg.max_segments:
@@ -202,21 +205,68 @@ def _finish(cfg: CorpusConfig, p: _Plan, work: Path, out_dir: str | Path, report
             writer.add({"id": doc.id, "text": doc.text, "source": meta["source"], "url": meta["url"],
                         "header": meta["header"], "n_chars": len(doc.text)})
             report.segments_kept += 1
-            report.kept_chars.append(len(doc.text))
+            report.kept_chars.add(len(doc.text))
             bar.set_postfix(kept=report.segments_kept, refresh=False)
         if reason:
             report.segments_dropped[reason] += rows - passed
+        for row in read_rows(work / "documents", rank):
+            kept = kept_per_doc[row["doc"]]
+            documents.add({"url": row["url"], "name": row["name"], "license": row["license"], "segments_kept": kept},
+                          used=kept > 0)
         bar.update(rows)
     bar.close()
     report.shards = [path.name for path in writer.close()]
-    last = max(kept_per_doc) if report.capped else None
-    for rank in range(cfg.tasks):
-        for row in read_rows(work / "documents", rank):
-            if last is not None and row["doc"] > last:
-                break
-            report.documents.append({"url": row["url"], "name": row["name"], "license": row["license"],
-                                     "segments_kept": kept_per_doc[row["doc"]]})
+    if report.capped:  # the documents up to the last one a kept segment comes from
+        documents.cut_after_last_used()
+    report.documents = documents.close()
+    write_manifest(Path(out_dir) / "manifest.json", report.shards, documents)
     report.segments_dropped = Counter({k: v for k, v in report.segments_dropped.items() if v})
+
+
+class _DocumentList:
+    """The manifest's ``documents``, written to a file as the finish reads them (a crawl has millions),
+    each entry as ``json.dumps(manifest, indent=2)`` would lay it out inside the manifest."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._file = open(path, "wb")
+        self.count, self._used_end, self._used_count = 0, 0, 0
+
+    def add(self, entry: dict, used: bool) -> None:
+        text = json.dumps(entry, indent=2, ensure_ascii=False).replace("\n", "\n    ")
+        self._file.write(((",\n    " if self.count else "    ") + text).encode())
+        self.count += 1
+        if used:
+            self._used_end, self._used_count = self._file.tell(), self.count
+
+    def cut_after_last_used(self) -> None:
+        self._file.truncate(self._used_end)
+        self._file.seek(self._used_end)
+        self.count = self._used_count
+
+    def close(self) -> int:
+        self._file.close()
+        return self.count
+
+
+def write_manifest(path: Path, shards: list[str], documents: _DocumentList) -> None:
+    """data/corpus/manifest.json: ``{"shards": [...], "documents": [...]}``, the bytes ``write_json`` would
+    write, with the documents copied from their file rather than held in memory."""
+    import shutil
+
+    from humpback.core.files import atomic_write
+
+    head = json.dumps({"shards": shards}, indent=2, ensure_ascii=False)[:-2]  # without its closing "\n}"
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        f.write(f'{head},\n  "documents": '.encode())
+        if not documents.count:
+            f.write(b"[]")
+        else:
+            f.write(b"[\n")
+            with open(documents.path, "rb") as src:
+                shutil.copyfileobj(src, f, length=1 << 20)
+            f.write(b"\n  ]")
+        f.write(b"\n}\n")
 
 
 def _dedup_filter(p: _Plan, work: Path, docs, rank: int, tasks: int):

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from humpback.core.files import atomic_write
 from humpback.core.shards import RAW_ROW_GROUP, RAW_SCHEMA, ShardWriter, read_shards, shard_files
-from humpback.core.stats import length_stats
+from humpback.core.stats import LengthCounts
 from humpback.data.config import RawConfig
 from humpback.data.dedup import content_id
 from humpback.data.sources import Document, iter_documents, iter_python_packages
@@ -43,20 +43,20 @@ class RawReport:
     by_source: Counter = field(default_factory=Counter)
     licenses: Counter = field(default_factory=Counter)
     decoded_from: Counter = field(default_factory=Counter)  # documents that were not UTF-8, by encoding
-    chars: list[int] = field(default_factory=list, repr=False)
+    chars: LengthCounts = field(default_factory=LengthCounts, repr=False)  # bounded by max_document_chars
     shards: list[str] = field(default_factory=list)
 
     def metrics(self) -> dict:
         return {
             "documents": {
                 "read": self.documents_read,
-                "kept": len(self.chars),
+                "kept": self.chars.total(),
                 "skipped": dict(sorted(self.skipped.items())),
                 "by_source": dict(sorted(self.by_source.items())),
                 **({"decoded_from": dict(sorted(self.decoded_from.items()))} if self.decoded_from else {}),
             },
             "licenses": dict(sorted(self.licenses.items(), key=lambda kv: (-kv[1], kv[0]))),
-            "chars": length_stats(self.chars),
+            "chars": self.chars.stats(),
             "shards": len(self.shards),
         }
 
@@ -81,7 +81,7 @@ def build_raw(cfg: RawConfig, out_dir: str | Path, progress: bool = True) -> Raw
         report.licenses[doc.license or "unstated"] += 1
         if doc.encoding != "utf-8":
             report.decoded_from[doc.encoding] += 1
-        report.chars.append(len(doc.text))
+        report.chars.add(len(doc.text))
     report.shards = [p.name for p in writer.close()]
     return report
 
