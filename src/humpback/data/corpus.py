@@ -16,9 +16,10 @@ tasks, task r reading the r-th contiguous block of data/raw (the blocks split it
 
 Memory stays flat: a task holds a batch of rows and its signatures, the merges stream sorted files,
 the clusters hold only the segments that have duplicates, and the finish holds one task's
-per-document counts and the kept lengths' counts while the manifest streams to disk. The same ``tasks`` give the same bytes
-however many workers ran them and wherever. The report's counts add up: every segment is kept or
-dropped for exactly one reason, and every document is used or skipped for one.
+per-document counts and a count per kept length while the manifest streams to disk. The same
+``tasks`` give the same bytes however many workers ran them and wherever. The report's counts add
+up: every segment is kept or dropped for exactly one reason, and every document is used or skipped
+for one.
 """
 
 from __future__ import annotations
