@@ -278,3 +278,28 @@ def test_datatrove_task_loggers_look_up_pythons_library_folders_once(monkeypatch
         logger.remove(sink)
     assert lookups == []
     assert ExceptionFormatter._get_lib_dirs() == ExceptionFormatter._get_lib_dirs.__wrapped__()
+
+
+def test_local_workers_are_forked_once_for_every_step(raw, tmp_path, monkeypatch):
+    """datatrove's local executor starts a Manager and forks a Pool per step (0.1 s a step); the stage
+    forks one pool for all its steps, and every task of every step runs on one of its workers."""
+    from humpback.data import executors
+
+    seen = tmp_path / "pids"
+    run_task = executors._run_task
+
+    def recorded(executor, rank):
+        with open(seen, "a") as f:
+            f.write(f"{Path(executor.logging_dir.path).name} {os.getpid()}\n")
+        return run_task(executor, rank)
+
+    monkeypatch.setattr(executors, "_run_task", recorded)
+    report = build_corpus(CFG, raw, tmp_path / "out", progress=False,
+                          run=CorpusRunConfig(workers=2, work_dir=str(tmp_path / "work")))
+    rows = [line.split() for line in seen.read_text().splitlines()]
+    multi = {step for step, _ in rows if step in ("segment", "exact-filter", "minhash-buckets")}
+    assert multi == {"segment", "exact-filter", "minhash-buckets"}
+    workers = {pid for step, pid in rows if step in multi}
+    assert 1 <= len(workers) <= 2 and str(os.getpid()) not in workers
+    assert {pid for step, pid in rows if step not in multi} == {str(os.getpid())}  # one-task steps: here
+    assert report.segments_kept > 0
