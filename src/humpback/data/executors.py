@@ -57,6 +57,7 @@ def _logging_dir(work: Path, step: Step) -> str:
 
 
 def _local(step: Step, run: CorpusRunConfig, work: Path):
+    """datatrove's local executor for ``step``: its tasks, logs and completions (``_run_local`` runs them)."""
     from datatrove.executor import LocalPipelineExecutor
 
     workers = min(run.workers or default_workers(), step.tasks)
@@ -134,7 +135,7 @@ def quiet_datatrove() -> None:
 def _cache_loguru_lib_dirs() -> None:
     """datatrove adds three loguru sinks per task (its log file, stderr, stderr again after it), and
     loguru looks up Python's library folders through ``sysconfig`` for each: 8 ms a sink, 24 ms a task,
-    most of a small task's cost (1.1 s of CPU over the demo-sized plan's 48 tasks). The folders do not
+    most of a small task's cost (1.1 s of CPU over the 48 tasks of a 16-task plan). The folders do not
     change while the process runs, so they are looked up once."""
     try:
         from loguru._better_exceptions import ExceptionFormatter
