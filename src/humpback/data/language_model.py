@@ -3,10 +3,10 @@
 py3langid ships its model inside the package (no download, deterministic), as an LZMA-packed npz:
 unpacking it takes 0.5-0.6 s, paid at the start of every corpus run before its workers fork (so one
 core waits while the other idles) and by every fresh process that filters a segment. The unpacked
-arrays are written once to ``$XDG_CACHE_HOME/humpback`` (else ``~/.cache/humpback``), a folder named by
-py3langid's version and the packed file's hash, and mapped from there in a few hundredths of a second. Where the cache cannot be
-written, or its file cannot be read, the packed model is read as py3langid reads it: the same model,
-only slower. A damaged cache is unpacked again.
+arrays are written once to ``$XDG_CACHE_HOME/humpback`` (else ``~/.cache/humpback``), a folder named
+by py3langid's version and the packed file's hash, and mapped from there in a few hundredths of a
+second. A damaged cache is unpacked again. Where the cache cannot be written or read, the packed
+model is read as py3langid reads it: the same model, only slower.
 """
 
 from __future__ import annotations
