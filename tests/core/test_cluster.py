@@ -123,15 +123,19 @@ def test_a_ray_address_without_ray_says_how_to_install_it(monkeypatch, tmp_path,
 
 
 def _kill_a_worker_once_a_shard_is_back(out: Path, killed: list) -> threading.Thread:
-    """A thread that SIGKILLs one Ray Data worker as soon as ``out`` holds a finished shard."""
+    """A thread that SIGKILLs one Ray Data worker of the job starting now as soon as ``out`` holds a
+    finished shard. Only workers started after the thread: an earlier test's job on the same head can
+    leave its actors alive a while, and killing one of those took nothing from this job (CI: the stage
+    exited 0 where the test expected 75)."""
+    since = time.time()
 
     def kill():
         deadline = time.time() + 300
         while not list(out.glob("part-*.parquet")) and time.time() < deadline:
             time.sleep(0.05)
         while time.time() < deadline:  # until one is found: a loaded machine may lag the shard's arrival
-            for p in psutil.process_iter(["cmdline"]):
-                if "MapWorker" in " ".join(p.info["cmdline"] or []):
+            for p in psutil.process_iter(["cmdline", "create_time"]):
+                if "MapWorker" in " ".join(p.info["cmdline"] or []) and (p.info["create_time"] or 0) >= since:
                     p.kill()
                     killed.append(p.pid)
                     return
