@@ -136,7 +136,6 @@ def test_shards_are_deterministic_and_round_trip(tmp_path):
     assert "https://x/compost" in raw["url"].to_pylist() and set(raw["source"].to_pylist()) == {"files"}
 
 
-
 def test_raw_shards_are_written_in_row_groups_a_corpus_task_can_read_alone(tmp_path):
     """data/raw's row groups are what a corpus task reads (and what splits the bytes between tasks): a
     shard of 20 documents is two groups, 16 and 4, not one of 20."""
@@ -150,6 +149,7 @@ def test_raw_shards_are_written_in_row_groups_a_corpus_task_can_read_alone(tmp_p
     (shard,) = shard_files(tmp_path / "raw")
     meta = pq.ParquetFile(shard).metadata
     assert RAW_ROW_GROUP == 16 and [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [16, 4]
+
 
 def test_caps_are_counted_and_the_manifest_stops_at_the_last_document_used(tmp_path):
     """max_segments and max_segments_per_document apply after dedup, in the documents' order, whatever the

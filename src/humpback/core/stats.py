@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from fractions import Fraction
 
 
@@ -17,7 +17,7 @@ class LengthCounts(Counter):
 
     def stats(self) -> dict:
         """count, mean, std (population), min, median, max; zeros when empty."""
-        n = sum(self.values())
+        n = self.total()
         if not n:
             return {"count": 0, "mean": 0.0, "std": 0.0, "min": 0, "median": 0.0, "max": 0}
         total = sum(x * c for x, c in self.items())
@@ -28,7 +28,7 @@ class LengthCounts(Counter):
             "mean": round(total / n, 1),
             "std": round(math.sqrt(variance), 1),
             "min": min(self),
-            "median": float(self._median(n)),
+            "median": self._median(n),
             "max": max(self),
         }
 
@@ -44,6 +44,6 @@ class LengthCounts(Counter):
         raise AssertionError("unreachable: the counts sum to n")
 
 
-def length_stats(values: Sequence[int] | Iterable[int]) -> dict:
-    """count, mean, std (population), min, median, max of a list of lengths; zeros when empty."""
+def length_stats(values: Iterable[int]) -> dict:
+    """count, mean, std (population), min, median, max of lengths; zeros when empty."""
     return LengthCounts(values).stats()

@@ -30,11 +30,12 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from shutil import rmtree
+from shutil import copyfileobj, rmtree
 
 from tqdm.auto import tqdm
 
 from humpback.core.config import RayConfig
+from humpback.core.files import atomic_write
 from humpback.core.shards import SEGMENT_SCHEMA, ShardWriter, shard_files
 from humpback.core.stats import LengthCounts
 from humpback.data.config import CorpusConfig, CorpusRunConfig
@@ -253,10 +254,6 @@ class _DocumentList:
 def write_manifest(path: Path, shards: list[str], documents: _DocumentList) -> None:
     """data/corpus/manifest.json: ``{"shards": [...], "documents": [...]}``, the bytes ``write_json`` would
     write, with the documents copied from their file rather than held in memory."""
-    import shutil
-
-    from humpback.core.files import atomic_write
-
     head = json.dumps({"shards": shards}, indent=2, ensure_ascii=False)[:-2]  # without its closing "\n}"
     with atomic_write(path) as tmp, open(tmp, "wb") as f:
         f.write(f'{head},\n  "documents": '.encode())
@@ -265,7 +262,7 @@ def write_manifest(path: Path, shards: list[str], documents: _DocumentList) -> N
         else:
             f.write(b"[\n")
             with open(documents.path, "rb") as src:
-                shutil.copyfileobj(src, f, length=1 << 20)
+                copyfileobj(src, f, length=1 << 20)
             f.write(b"\n  ]")
         f.write(b"\n}\n")
 
